@@ -1,0 +1,75 @@
+"""cnnvis: see what an image classifier looks at, on any architecture.
+
+    import cnnvis
+    model = cnnvis.load_model()                      # offline EfficientNet-Lite0, ImageNet
+    image = cnnvis.load_image("sample:cat")
+    cnnvis.classify(model, image)                    # [(285, 'Egyptian cat', 0.6), ...]
+    e = cnnvis.explain(model, image, method="grad-cam")
+    e.map                                            # raw, signed torch.Tensor
+"""
+
+from __future__ import annotations
+
+from .api import classify, explain, explain_many, sweep
+from .errors import (
+    CnnvisError,
+    ImageError,
+    LayerError,
+    MethodError,
+    ModelError,
+    TargetError,
+)
+from .explanation import Explanation, Prediction, Sweep
+from .layers import LayerInfo, default_layer, list_layers
+from .methods import MethodInfo, get_method, list_methods
+from .model import LoadedModel, Preprocess
+
+__version__ = "0.1.0"
+
+
+def load_model(*args, **kwargs) -> LoadedModel:
+    """Load a model by name: "default" (offline), "torchvision:NAME", "timm:NAME" or a file.
+
+    See `cnnvis.zoo.load_model` for the arguments.
+    """
+    from .zoo import load_model as _load_model
+
+    return _load_model(*args, **kwargs)
+
+
+def load_image(*args, **kwargs):
+    """Load an image as PIL RGB: a path, "sample:NAME", a PIL image, an array or bytes.
+
+    See `cnnvis.images.load_image` for the arguments.
+    """
+    from .images import load_image as _load_image
+
+    return _load_image(*args, **kwargs)
+
+
+__all__ = [
+    "CnnvisError",
+    "Explanation",
+    "ImageError",
+    "LayerError",
+    "LayerInfo",
+    "LoadedModel",
+    "MethodError",
+    "MethodInfo",
+    "ModelError",
+    "Prediction",
+    "Preprocess",
+    "Sweep",
+    "TargetError",
+    "__version__",
+    "classify",
+    "default_layer",
+    "explain",
+    "explain_many",
+    "get_method",
+    "list_layers",
+    "list_methods",
+    "load_image",
+    "load_model",
+    "sweep",
+]

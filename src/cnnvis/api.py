@@ -1,0 +1,246 @@
+"""The public functions: classify, explain (one or several methods), sweep."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .capture import Recording, record
+from .errors import ImageError, LayerError, MethodError
+from .explanation import Explanation, Prediction, Sweep
+from .layers import default_layer, probe, sweep_layers
+from .methods import MethodInfo, get_method
+from .methods.guided_grad_cam import upsample
+from .model import LoadedModel, as_loaded, imagenet_categories
+from .targets import TargetSpec, select_logits
+
+log = logging.getLogger(__name__)
+
+ImageLike = Any  # path, "sample:NAME", PIL image, NumPy array, bytes, or a tensor
+
+
+def prepare_inputs(model: LoadedModel, images: ImageLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model input (N, C, H, W) and the [0, 1] pictures it shows (N, 3, H, W).
+
+    A tensor is taken as already-preprocessed model input ((C, H, W) or (N, C, H, W)); anything
+    else is loaded as an image (or a list of them) and preprocessed with the model's transform.
+    """
+    if isinstance(images, torch.Tensor):
+        x = images if images.dim() == 4 else images[None]
+        if x.dim() != 4:
+            raise ImageError(
+                f"a tensor input must be (C, H, W) or (N, C, H, W), got {tuple(images.shape)}"
+            )
+        return x, _display_from_input(model, x)
+    from .images import load_image
+
+    items = list(images) if isinstance(images, list | tuple) else [images]
+    if not items:
+        raise ImageError("no images given")
+    display = torch.stack([model.preprocess.to_display(load_image(item)) for item in items])
+    return model.preprocess.normalize(display), display
+
+
+def _display_from_input(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    x = x.detach().float()
+    if x.shape[1] == 3:
+        shown = model.preprocess.denormalize(x)
+    else:
+        shown = x.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    lo = shown.amin(dim=(1, 2, 3), keepdim=True)
+    hi = shown.amax(dim=(1, 2, 3), keepdim=True)
+    if x.shape[1] != 3 or lo.min() < 0 or hi.max() > 1:
+        shown = (shown - lo) / (hi - lo).clamp(min=1e-12)
+    return shown.cpu()
+
+
+def _is_batched(images: ImageLike) -> bool:
+    if isinstance(images, torch.Tensor):
+        return images.dim() == 4
+    return isinstance(images, list | tuple)
+
+
+def _categories(model: LoadedModel, classes: int) -> list[str] | None:
+    if model.categories is not None:
+        return model.categories
+    return imagenet_categories() if classes == 1000 else None
+
+
+def classify(
+    model: nn.Module | LoadedModel,
+    images: ImageLike,
+    top_k: int = 5,
+    *,
+    output: str | None = None,
+) -> list[Prediction] | list[list[Prediction]]:
+    """Top-k classes with names and softmax probabilities: a list for one image, a list of
+    lists for a batch (a list of images or an (N, C, H, W) tensor)."""
+    from .guard import model_state_guard
+
+    lm = as_loaded(model)
+    x, _ = prepare_inputs(lm, images)
+    with model_state_guard(lm.module), torch.no_grad():
+        logits = select_logits(lm.module(x.to(lm.device)), output)
+    probs = logits.float().softmax(dim=1)
+    categories = _categories(lm, probs.shape[1])
+    k = min(top_k, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    result = [
+        [
+            Prediction(int(i), _name(categories, int(i)), float(p))
+            for p, i in zip(row_p, row_i, strict=True)
+        ]
+        for row_p, row_i in zip(values, indices, strict=True)
+    ]
+    return result if _is_batched(images) else result[0]
+
+
+def _name(categories: Sequence[str] | None, index: int) -> str:
+    if categories is not None and 0 <= index < len(categories):
+        return categories[index]
+    return f"class {index}"
+
+
+def explain_many(
+    model: nn.Module | LoadedModel,
+    images: ImageLike,
+    methods: Sequence[str],
+    layers: Sequence[str | None] | str | None = None,
+    target: TargetSpec = None,
+    *,
+    output: str | None = None,
+) -> dict[tuple[str, str | None], Explanation]:
+    """Several methods x several layers from ONE recorded forward.
+
+    Returns {(method, layer): Explanation}; pixel methods that need no layer get layer None.
+    `layers=None` uses the default layer (the last with spatial output).
+    """
+    lm = as_loaded(model)
+    infos = [get_method(m) for m in dict.fromkeys(methods)]
+    x, display = prepare_inputs(lm, images)
+    x = x.to(lm.device)
+    layer_names = _layers_for(lm, infos, layers, tuple(x.shape))
+    start = time.perf_counter()
+    rec = record(
+        lm.module,
+        x,
+        layer_names,
+        rules=any(r != "plain" for i in infos for r in i.input_rules),
+        target=target,
+        categories=lambda classes: _categories(lm, classes),
+        output_key=output,
+    )
+    rec.prepare(
+        input_rules=[r for i in infos for r in i.input_rules],
+        layers=layer_names if any(i.layer_gradients for i in infos) else [],
+    )
+    categories = _categories(lm, rec.logits.shape[1])
+    targets = rec.targets.tolist()
+    common = {
+        "targets": targets,
+        "target_names": [_name(categories, t) for t in targets],
+        "probabilities": rec.probabilities.tolist(),
+        "images": display,
+        "model": lm.name,
+    }
+    results: dict[tuple[str, str | None], Explanation] = {}
+    for info in infos:
+        for layer in layer_names if info.needs_layer else [None]:
+            results[(info.name, layer)] = _one(rec, info, layer, common)
+    log.debug("explain_many: %d maps in %.3fs", len(results), time.perf_counter() - start)
+    return results
+
+
+def _layers_for(
+    lm: LoadedModel,
+    infos: Sequence[MethodInfo],
+    layers: Sequence[str | None] | str | None,
+    input_shape: tuple[int, ...],
+) -> list[str]:
+    if not any(i.needs_layer for i in infos):
+        return []
+    if layers is None or layers == "auto" or (isinstance(layers, list | tuple) and not layers):
+        name = default_layer(lm.module, (1, *input_shape[1:]))
+        log.info("using the default layer %s (the last with spatial output)", name)
+        return [name]
+    if isinstance(layers, str):
+        return [layers]
+    return [name for name in layers if name is not None]
+
+
+def _one(
+    rec: Recording, info: MethodInfo, layer: str | None, common: dict[str, Any]
+) -> Explanation:
+    raw = info.compute(rec, layer).detach()
+    layer_map = None
+    if info.kind == "cam":
+        layer_map = raw
+        raw = upsample(raw.float(), tuple(rec.inputs.shape[-2:]))
+    if not torch.isfinite(raw).all():
+        raise MethodError(
+            f"{info.name} produced non-finite values (NaN or inf); check the model's output "
+            "for NaN/inf and use float32"
+        )
+    return Explanation(
+        method=info.name,
+        map=raw,
+        layer=layer,
+        layer_map=layer_map,
+        params={"layer": layer},
+        **common,
+    )
+
+
+def explain(
+    model: nn.Module | LoadedModel,
+    images: ImageLike,
+    method: str = "grad-cam",
+    layer: str | None = None,
+    target: TargetSpec = None,
+    *,
+    output: str | None = None,
+) -> Explanation:
+    """One method's maps for one image or a batch (see `explain_many` for several at once).
+
+    A tensor is taken as preprocessed model input; paths, samples ("sample:cat"), PIL images
+    and arrays are loaded and preprocessed with the model's transform.
+    """
+    info = get_method(method)
+    results = explain_many(model, images, [method], layer, target, output=output)
+    return results[(info.name, _key_layer(results))]
+
+
+def _key_layer(results: dict[tuple[str, str | None], Explanation]) -> str | None:
+    return next(iter(results))[1]
+
+
+def sweep(
+    model: nn.Module | LoadedModel,
+    images: ImageLike,
+    method: str = "guided-grad-cam",
+    layers: str | Sequence[str] = "all",
+    target: TargetSpec = None,
+    *,
+    output: str | None = None,
+) -> Sweep:
+    """The map of a layer method at every layer of `layers` ("all", a glob or a list), from one
+    recorded forward: one backward to all layers at once, plus one per input rule."""
+    lm = as_loaded(model)
+    info = get_method(method)
+    if not info.needs_layer:
+        raise MethodError(f"{method} does not depend on a layer, so there is nothing to sweep")
+    x, _ = prepare_inputs(lm, images)
+    shape = (1, *x.shape[1:])
+    names = sweep_layers(lm.module, layers, shape)
+    shapes = {i.name: i.output_shape for i in probe(lm.module, shape) if i.name in names}
+    spatial = [n for n in names if shapes.get(n) is not None and len(shapes[n]) == 4]
+    if not spatial:
+        raise LayerError("none of the chosen layers has a spatial (N, C, H, W) output")
+    results = explain_many(lm, images, [method], spatial, target, output=output)
+    explanations = {layer: results[(info.name, layer)] for layer in spatial}
+    return Sweep(method=info.name, explanations=explanations, shapes={n: shapes[n] for n in spatial})

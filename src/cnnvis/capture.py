@@ -1,0 +1,181 @@
+"""ONE recorded forward: activations at chosen layers and switchable backward rules.
+
+`record(...)` runs the model once under `model_state_guard` (eval mode, restored after), with
+forward hooks on the requested layers and, when a guided or deconvnet map is wanted, the
+`RuleMode` that routes every activation through `RuledActivation`. Hooks live only for that
+forward and are removed in `finally`. What it returns, a `Recording`, holds the graph; every
+gradient is taken from it with `torch.autograd.grad` (never `.backward()`, so no parameter's
+`.grad` is touched), once per rule and once for all layers together, and cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .errors import MethodError
+from .guard import model_state_guard
+from .layers import resolve_layer
+from .rules import RULES, RuleMode, RuleState
+from .targets import TargetSpec, resolve_targets, select_logits, target_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Recording:
+    """A recorded forward and the gradients taken from it (lazily, each at most once)."""
+
+    inputs: torch.Tensor  # (N, C, H, W) leaf that requires grad
+    logits: torch.Tensor  # (N, classes)
+    activations: dict[str, torch.Tensor]  # layer -> output of its last call
+    targets: torch.Tensor  # (N,) class indices
+    scores: torch.Tensor  # (N,) target logits
+    state: RuleState | None
+    model: nn.Module
+    _layer_grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    _input_grads: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """Softmax probability of each image's target class (N,)."""
+        probs = self.logits.detach().float().softmax(dim=1)
+        return probs.gather(1, self.targets[:, None]).squeeze(1)
+
+    def prepare(self, input_rules: Sequence[str] = (), layers: Sequence[str] = ()) -> None:
+        """Compute what a set of methods needs in as few backward passes as possible: the plain
+        input gradient and all layer gradients share one pass; other rules one pass each."""
+        layers = [name for name in layers if name not in self._layer_grads]
+        rules = [r for r in dict.fromkeys(input_rules) if r not in self._input_grads]
+        if layers and "plain" in rules:
+            self._backward("plain", layers, with_input=True)
+            rules.remove("plain")
+        elif layers:
+            self._backward("plain", layers, with_input=False)
+        for rule in rules:
+            self._backward(rule, [], with_input=True)
+
+    def layer_gradient(self, layer: str) -> torch.Tensor:
+        """d(score)/d(activation) at `layer` (plain rule)."""
+        if layer not in self._layer_grads:
+            self.prepare(layers=[layer])
+        return self._layer_grads[layer]
+
+    def input_gradient(self, rule: str = "plain") -> torch.Tensor:
+        """The gradient of the score at the input under `rule` (plain, guided, deconvnet)."""
+        if rule not in self._input_grads:
+            self.prepare(input_rules=[rule])
+        return self._input_grads[rule]
+
+    def _backward(self, rule: str, layers: list[str], with_input: bool) -> None:
+        if rule not in RULES:
+            raise MethodError(f"unknown backward rule {rule!r}; one of {', '.join(RULES)}")
+        if rule != "plain":
+            if self.state is None:
+                raise MethodError(f"rule {rule!r} needs record(..., rules=True)")
+            if self.state.calls == 0:
+                raise MethodError(
+                    f"the {rule} rule found no ReLU-like activation to act on in this model "
+                    "(TorchScript and compiled models run outside Python's view), so it would "
+                    "equal the plain gradient; use 'gradient' for this model"
+                )
+        wrt = ([self.inputs] if with_input else []) + [self.activations[n] for n in layers]
+        if self.state is not None:
+            self.state.rule = rule
+        with torch.inference_mode(False), torch.enable_grad():
+            grads = torch.autograd.grad(
+                self.scores.sum(), wrt, retain_graph=True, allow_unused=True
+            )
+        if self.state is not None:
+            self.state.rule = "plain"
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads, strict=True)]
+        if with_input:
+            self._input_grads[rule] = grads.pop(0)
+        for name, g in zip(layers, grads, strict=True):
+            if not g.any():
+                log.warning("the gradient at layer %s is zero for every image", name)
+            self._layer_grads[name] = g
+
+
+def _first_tensor(output):
+    if isinstance(output, torch.Tensor):
+        return output, lambda t: t
+    if isinstance(output, tuple | list):
+        for i, item in enumerate(output):
+            if isinstance(item, torch.Tensor):
+                return item, lambda t, i=i: type(output)(
+                    [t if j == i else o for j, o in enumerate(output)]
+                )
+    return None, None
+
+
+def _capture_hook(name: str, store: dict[str, torch.Tensor], calls: dict[str, int]):
+    """Store the module's output and hand downstream a clone, so that later in-place ops
+    (ReLU(inplace=True), `out += identity`) cannot overwrite what was stored."""
+
+    def hook(module, args, output):
+        tensor, rebuild = _first_tensor(output)
+        if tensor is None:
+            return None
+        calls[name] = calls.get(name, 0) + 1
+        store[name] = tensor
+        return rebuild(tensor.clone())
+
+    return hook
+
+
+def record(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str] = (),
+    *,
+    rules: bool = False,
+    target: TargetSpec = None,
+    categories: Sequence[str] | Callable[[int], Sequence[str] | None] | None = None,
+    output_key: str | None = None,
+) -> Recording:
+    """Run `model` once on `inputs`, recording the activations of `layers`.
+
+    `rules=True` routes activations through the switchable backward rules (needed for guided
+    backprop and deconvnet; the plain gradient is exact either way). Works inside
+    `torch.no_grad()` / `torch.inference_mode()` and on a model in train mode.
+    """
+    modules = {name: resolve_layer(model, name) for name in dict.fromkeys(layers)}
+    store: dict[str, torch.Tensor] = {}
+    calls: dict[str, int] = {}
+    state = RuleState() if rules else None
+    handles = []
+    with torch.inference_mode(False), torch.enable_grad(), model_state_guard(model):
+        x = inputs.detach().clone().requires_grad_(True)
+        try:
+            for name, module in modules.items():
+                handles.append(module.register_forward_hook(_capture_hook(name, store, calls)))
+            if state is not None:
+                with RuleMode(state):
+                    output = model(x)
+            else:
+                output = model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        logits = select_logits(output, output_key)
+        if callable(categories):
+            categories = categories(logits.shape[1])
+        targets = resolve_targets(target, logits, categories)
+        scores = target_scores(logits, targets)
+    missing = [name for name in modules if name not in store]
+    if missing:
+        from .errors import LayerError
+
+        raise LayerError(
+            f"layer(s) {', '.join(missing)} did not run (or returned no tensor) in the forward "
+            "pass; choose a layer from cnnvis.list_layers(model)"
+        )
+    for name, n in calls.items():
+        if n > 1:
+            log.info("layer %s ran %d times in one forward; its last call is used", name, n)
+    return Recording(x, logits, store, targets, scores, state, model)

@@ -1,0 +1,90 @@
+"""Results: raw signed maps plus everything needed to reproduce and label them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Prediction:
+    """One of the top-k classes for one image."""
+
+    index: int
+    name: str
+    probability: float
+
+    def __iter__(self):  # so `index, name, p = prediction` works
+        return iter((self.index, self.name, self.probability))
+
+
+@dataclass
+class Explanation:
+    """The maps of one method for a batch of images.
+
+    `map` is raw and signed: (N, 3, H, W) for pixel methods, (N, H, W) for CAMs, always at the
+    model's input resolution. `layer_map` is a CAM at the layer's own resolution (N, h, w).
+    `images` are the [0, 1] pictures the model saw (N, 3, H, W), for drawing.
+    """
+
+    method: str
+    map: torch.Tensor
+    targets: list[int]
+    target_names: list[str]
+    probabilities: list[float]
+    images: torch.Tensor
+    layer: str | None = None
+    layer_map: torch.Tensor | None = None
+    model: str = "custom"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "pixel" if self.map.dim() == 4 else "cam"
+
+    def __len__(self) -> int:
+        return self.map.shape[0]
+
+    def __getitem__(self, i: int) -> Explanation:
+        """The explanation of image `i` alone (batch dimension kept)."""
+        sl = slice(i, i + 1)
+        return Explanation(
+            method=self.method,
+            map=self.map[sl],
+            targets=self.targets[sl],
+            target_names=self.target_names[sl],
+            probabilities=self.probabilities[sl],
+            images=self.images[sl],
+            layer=self.layer,
+            layer_map=None if self.layer_map is None else self.layer_map[sl],
+            model=self.model,
+            params=dict(self.params),
+        )
+
+    def title(self, i: int = 0) -> str:
+        where = f" @ {self.layer}" if self.layer else ""
+        return (
+            f"{self.method}{where}: {self.target_names[i]} "
+            f"({self.targets[i]}, p={self.probabilities[i]:.2f})"
+        )
+
+
+@dataclass
+class Sweep:
+    """One method over many layers: `explanations[layer]` for each layer, in forward order."""
+
+    method: str
+    explanations: dict[str, Explanation]
+    shapes: dict[str, tuple[int, ...]]
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.explanations)
+
+    def __getitem__(self, layer: str) -> Explanation:
+        return self.explanations[layer]
+
+    def __len__(self) -> int:
+        return len(self.explanations)

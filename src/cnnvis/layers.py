@@ -1,0 +1,228 @@
+"""Layers by dotted name: resolve, list with output shapes, choose a default, pick sweep layers."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import LayerError, unknown
+from .guard import model_state_guard
+
+log = logging.getLogger(__name__)
+
+_POOLING = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Identity,
+    nn.Dropout,
+    nn.Flatten,
+)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module of a model: its dotted name, type, output shape (batch 1) and roles."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None
+    calls: int = 1
+    default: bool = False
+    sweep: bool = False
+
+    @property
+    def spatial(self) -> bool:
+        s = self.output_shape
+        return s is not None and len(s) == 4 and s[2] * s[3] > 1
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called `name` (a dotted `named_modules()` name such as `layer4.1.conv2`)."""
+    modules = dict(model.named_modules())
+    if name in modules and name != "":
+        return modules[name]
+    raise LayerError(
+        unknown("layer", name, [n for n in modules if n], "see cnnvis.list_layers(model)")
+    )
+
+
+def _is_pooling(module: nn.Module) -> bool:
+    if isinstance(module, _POOLING):
+        return True
+    kind = type(module).__name__
+    return "Pool" in kind or kind in ("Dropout2d", "DropPath")
+
+
+_PROBES: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+_PROBE_LOCK = threading.Lock()
+
+
+def probe(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> list[LayerInfo]:
+    """Run one no-grad forward on zeros and describe every module in the order it finished.
+
+    Cached per model and input shape. Modules that did not run are listed last without a shape.
+    """
+    key = tuple(input_shape)
+    with _PROBE_LOCK:
+        cached = _PROBES.get(model, {}).get(key)
+    if cached is not None:
+        return cached
+    infos = _run_probe(model, key)
+    with _PROBE_LOCK:
+        _PROBES.setdefault(model, {})[key] = infos
+    return infos
+
+
+def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+    names = {m: n for n, m in model.named_modules() if n}
+    order: list[str] = []
+    outputs: dict[str, torch.Tensor | None] = {}
+    calls: dict[str, int] = {}
+
+    def hook(module, args, output):
+        name = names[module]
+        tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+        if name in calls:
+            order.remove(name)
+        calls[name] = calls.get(name, 0) + 1
+        order.append(name)
+        outputs[name] = tensor
+
+    device, dtype = _device_dtype(model)
+    handles = [m.register_forward_hook(hook) for m in names]
+    try:
+        with model_state_guard(model), torch.no_grad():
+            model(torch.zeros(input_shape, device=device, dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    default = _choose_default(model, order, outputs)
+    spine = set(_spine(model))
+    modules = dict(model.named_modules())
+    infos = []
+    for name in order:
+        t = outputs[name]
+        shape = tuple(t.shape) if t is not None else None
+        info = LayerInfo(name, type(modules[name]).__name__, shape, calls[name], name == default)
+        infos.append(_with_sweep(info, name in spine and not _is_pooling_head(modules[name])))
+    ran = set(order)
+    infos += [LayerInfo(n, type(m).__name__, None, 0) for m, n in names.items() if n not in ran]
+    return infos
+
+
+def _with_sweep(info: LayerInfo, in_spine: bool) -> LayerInfo:
+    if in_spine and info.spatial:
+        return LayerInfo(info.name, info.type, info.output_shape, info.calls, info.default, True)
+    return info
+
+
+def _is_pooling_head(module: nn.Module) -> bool:
+    return isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d | nn.Identity)
+
+
+def _first_tensor(output) -> torch.Tensor | None:
+    if isinstance(output, tuple | list):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _choose_default(
+    model: nn.Module, order: list[str], outputs: dict[str, torch.Tensor | None]
+) -> str | None:
+    """The last module to finish with a spatial (N, C, H>1 or W>1) output that is not a pooling
+    step (nor a container whose output *is* a pooling step's output)."""
+    modules = dict(model.named_modules())
+    pooled = {
+        t.data_ptr()
+        for n, t in outputs.items()
+        if t is not None and _is_pooling(modules[n]) and t.numel()
+    }
+    for name in reversed(order):
+        t = outputs[name]
+        if t is None or t.dim() != 4 or t.shape[2] * t.shape[3] <= 1:
+            continue
+        if _is_pooling(modules[name]) or t.data_ptr() in pooled:
+            continue
+        return name
+    return None
+
+
+def _spine(model: nn.Module, prefix: str = "") -> list[str]:
+    """Modules along the network's main path: containers run as plain `nn.Sequential` are
+    opened up, everything else (blocks, convolutions, activations) is kept whole."""
+    names = []
+    for child_name, child in model.named_children():
+        name = f"{prefix}{child_name}"
+        if type(child).forward is nn.Sequential.forward and len(child):
+            names += _spine(child, name + ".")
+        else:
+            names.append(name)
+    return names
+
+
+def list_layers(
+    model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), pattern: str | None = None
+) -> list[LayerInfo]:
+    """Every module that runs in a forward pass, in order, with its output shape; the default
+    layer for CAM methods is marked `default=True`, the layers of a full sweep `sweep=True`."""
+    infos = probe(model, input_shape)
+    if pattern:
+        infos = [i for i in infos if fnmatch.fnmatch(i.name, pattern)]
+    return infos
+
+
+def default_layer(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> str:
+    """The last layer with a spatial output (see `_choose_default`); logged when chosen."""
+    for info in probe(model, input_shape):
+        if info.default:
+            return info.name
+    raise LayerError(
+        "the model has no layer with a spatial (N, C, H, W) output, so CAM methods cannot run "
+        "on it; use a pixel method such as 'gradient' or 'guided-backprop'"
+    )
+
+
+def sweep_layers(
+    model: nn.Module,
+    layers: str | Sequence[str] = "all",
+    input_shape: Sequence[int] = (1, 3, 224, 224),
+) -> list[str]:
+    """The layers of a sweep, in forward order: "all" (every block along the main path with a
+    spatial output: VGG's 31 `features.*` modules, ResNet's stem and 16 blocks, ...), a glob
+    pattern over layer names (`features.*`, `layer4.*`), or an explicit list."""
+    infos = probe(model, input_shape)
+    if isinstance(layers, str) and layers == "all":
+        chosen = [i.name for i in infos if i.sweep]
+    elif isinstance(layers, str):
+        chosen = [i.name for i in infos if i.spatial and fnmatch.fnmatch(i.name, layers)]
+        if not chosen:
+            raise LayerError(
+                f"no layer with a spatial output matches {layers!r}; "
+                "see cnnvis.list_layers(model)"
+            )
+    else:
+        for name in layers:
+            resolve_layer(model, name)
+        chosen = list(layers)
+    if not chosen:
+        raise LayerError("the model has no layer with a spatial output to sweep over")
+    return chosen

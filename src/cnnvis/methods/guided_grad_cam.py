@@ -1,0 +1,40 @@
+"""Guided Grad-CAM: a composition of guided backprop and Grad-CAM, not a copy of either."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..capture import Recording
+from .cam import grad_cam
+from .registry import MethodInfo, register
+
+
+def upsample(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, h, w) -> (N, H, W), bilinear, align_corners=False."""
+    if tuple(cam.shape[-2:]) == tuple(size):
+        return cam
+    return F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def guided_grad_cam(rec: Recording, layer: str | None) -> torch.Tensor:
+    """Guided backprop times the upsampled, ReLU'd Grad-CAM (Selvaraju et al. 2017)."""
+    guided = rec.input_gradient("guided")
+    heat = upsample(grad_cam(rec, layer).clamp(min=0), tuple(guided.shape[-2:]))
+    return guided * heat[:, None]
+
+
+register(
+    MethodInfo(
+        name="guided-grad-cam",
+        kind="pixel",
+        summary="Guided backprop masked by the upsampled Grad-CAM: class-specific and sharp.",
+        formula="GB ⊙ upsample(Grad-CAM)",
+        paper="Selvaraju et al. 2017, arXiv:1610.02391",
+        passes="1 forward + 2 backward (one per layer set, one guided)",
+        compute=guided_grad_cam,
+        input_rules=("guided",),
+        layer_gradients=True,
+        needs=("layer",),
+    )
+)
