@@ -243,4 +243,6 @@ def sweep(
         raise LayerError("none of the chosen layers has a spatial (N, C, H, W) output")
     results = explain_many(lm, images, [method], spatial, target, output=output)
     explanations = {layer: results[(info.name, layer)] for layer in spatial}
-    return Sweep(method=info.name, explanations=explanations, shapes={n: shapes[n] for n in spatial})
+    return Sweep(
+        method=info.name, explanations=explanations, shapes={n: shapes[n] for n in spatial}
+    )

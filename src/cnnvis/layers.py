@@ -17,16 +17,8 @@ from .guard import model_state_guard
 
 log = logging.getLogger(__name__)
 
-_POOLING = (
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    nn.Identity,
-    nn.Dropout,
-    nn.Flatten,
-)
+_POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Flatten)
 
 
 @dataclass(frozen=True)
@@ -57,10 +49,11 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def _is_pooling(module: nn.Module) -> bool:
-    if isinstance(module, _POOLING):
-        return True
-    kind = type(module).__name__
-    return "Pool" in kind or kind in ("Dropout2d", "DropPath")
+    return isinstance(module, _POOLING) or "Pool" in type(module).__name__
+
+
+def _is_pass_through(module: nn.Module) -> bool:
+    return isinstance(module, _PASS_THROUGH) or type(module).__name__ == "DropPath"
 
 
 _PROBES: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
@@ -127,7 +120,9 @@ def _with_sweep(info: LayerInfo, in_spine: bool) -> LayerInfo:
 
 
 def _is_pooling_head(module: nn.Module) -> bool:
-    return isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d | nn.Identity)
+    return isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d) or _is_pass_through(
+        module
+    )
 
 
 def _first_tensor(output) -> torch.Tensor | None:
@@ -160,19 +155,20 @@ def _choose_default(
         t = outputs[name]
         if t is None or t.dim() != 4 or t.shape[2] * t.shape[3] <= 1:
             continue
-        if _is_pooling(modules[name]) or t.data_ptr() in pooled:
+        module = modules[name]
+        if _is_pooling(module) or _is_pass_through(module) or t.data_ptr() in pooled:
             continue
         return name
     return None
 
 
 def _spine(model: nn.Module, prefix: str = "") -> list[str]:
-    """Modules along the network's main path: containers run as plain `nn.Sequential` are
-    opened up, everything else (blocks, convolutions, activations) is kept whole."""
+    """Modules along the network's main path: plain `nn.Sequential` containers are opened up,
+    everything else (blocks, conv-norm-act units, convolutions, activations) is kept whole."""
     names = []
     for child_name, child in model.named_children():
         name = f"{prefix}{child_name}"
-        if type(child).forward is nn.Sequential.forward and len(child):
+        if type(child) is nn.Sequential and len(child):
             names += _spine(child, name + ".")
         else:
             names.append(name)
@@ -216,8 +212,7 @@ def sweep_layers(
         chosen = [i.name for i in infos if i.spatial and fnmatch.fnmatch(i.name, layers)]
         if not chosen:
             raise LayerError(
-                f"no layer with a spatial output matches {layers!r}; "
-                "see cnnvis.list_layers(model)"
+                f"no layer with a spatial output matches {layers!r}; see cnnvis.list_layers(model)"
             )
     else:
         for name in layers:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..capture import Recording
 from ..errors import MethodError, unknown
 
 Compute = Callable[..., torch.Tensor]
@@ -54,9 +53,7 @@ def get_method(name: str) -> MethodInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise MethodError(
-            unknown("method", name, _REGISTRY, "see cnnvis.list_methods()")
-        ) from None
+        raise MethodError(unknown("method", name, _REGISTRY, "see cnnvis.list_methods()")) from None
 
 
 def list_methods(pattern: str = "*") -> list[MethodInfo]:
