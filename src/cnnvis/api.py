@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from .capture import Recording, record
-from .errors import ImageError, LayerError, MethodError
+from .errors import CnnvisError, ImageError, LayerError, MethodError
 from .explanation import Explanation, Prediction, Sweep
 from .layers import default_layer, probe, sweep_layers
 from .methods import MethodInfo, get_method
-from .methods.guided_grad_cam import upsample
 from .model import LoadedModel, as_loaded, imagenet_categories
+from .postprocess import upsample
 from .targets import TargetSpec, select_logits
 
 log = logging.getLogger(__name__)
@@ -86,18 +86,23 @@ def classify(
     x, _ = prepare_inputs(lm, images)
     with model_state_guard(lm.module), torch.no_grad():
         logits = select_logits(lm.module(x.to(lm.device)), output)
+    result = top_predictions(logits, _categories(lm, logits.shape[1]), top_k)
+    return result if _is_batched(images) else result[0]
+
+
+def top_predictions(
+    logits: torch.Tensor, categories: Sequence[str] | None, top_k: int
+) -> list[list[Prediction]]:
+    """The top-k (index, name, softmax probability) of each row of `logits`."""
     probs = logits.float().softmax(dim=1)
-    categories = _categories(lm, probs.shape[1])
-    k = min(top_k, probs.shape[1])
-    values, indices = probs.topk(k, dim=1)
-    result = [
+    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [
         [
             Prediction(int(i), _name(categories, int(i)), float(p))
-            for p, i in zip(row_p, row_i, strict=True)
+            for p, i in zip(row_p.tolist(), row_i.tolist(), strict=True)
         ]
         for row_p, row_i in zip(values, indices, strict=True)
     ]
-    return result if _is_batched(images) else result[0]
 
 
 def _name(categories: Sequence[str] | None, index: int) -> str:
@@ -114,11 +119,15 @@ def explain_many(
     target: TargetSpec = None,
     *,
     output: str | None = None,
+    failures: dict[str, CnnvisError] | None = None,
+    top_k: int = 5,
 ) -> dict[tuple[str, str | None], Explanation]:
     """Several methods x several layers from ONE recorded forward.
 
     Returns {(method, layer): Explanation}; pixel methods that need no layer get layer None.
-    `layers=None` uses the default layer (the last with spatial output).
+    `layers=None` uses the default layer (the last with spatial output). With a `failures`
+    dict, a method that cannot run on this model (e.g. CAM without a GAP head) is recorded
+    there by name and the others go on; without one, its error is raised.
     """
     lm = as_loaded(model)
     infos = [get_method(m) for m in dict.fromkeys(methods)]
@@ -141,17 +150,24 @@ def explain_many(
     )
     categories = _categories(lm, rec.logits.shape[1])
     targets = rec.targets.tolist()
+    predictions = top_predictions(rec.logits.detach(), categories, top_k)
     common = {
         "targets": targets,
         "target_names": [_name(categories, t) for t in targets],
         "probabilities": rec.probabilities.tolist(),
         "images": display,
         "model": lm.name,
+        "predictions": predictions,
     }
     results: dict[tuple[str, str | None], Explanation] = {}
     for info in infos:
         for layer in layer_names if info.needs_layer else [None]:
-            results[(info.name, layer)] = _one(rec, info, layer, common)
+            try:
+                results[(info.name, layer)] = _one(rec, info, layer, common)
+            except (MethodError, LayerError) as error:
+                if failures is None:
+                    raise
+                failures[info.name] = error
     log.debug("explain_many: %d maps in %.3fs", len(results), time.perf_counter() - start)
     return results
 

@@ -39,6 +39,7 @@ class Explanation:
     layer_map: torch.Tensor | None = None
     model: str = "custom"
     params: dict[str, Any] = field(default_factory=dict)
+    predictions: list[list[Prediction]] | None = None  # top-k per image, same forward
 
     @property
     def kind(self) -> str:
@@ -61,6 +62,7 @@ class Explanation:
             layer_map=None if self.layer_map is None else self.layer_map[sl],
             model=self.model,
             params=dict(self.params),
+            predictions=None if self.predictions is None else self.predictions[sl],
         )
 
     def title(self, i: int = 0) -> str:

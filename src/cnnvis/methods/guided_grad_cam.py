@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..capture import Recording
+from ..postprocess import upsample
 from .cam import grad_cam
 from .registry import MethodInfo, register
-
-
-def upsample(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, h, w) -> (N, H, W), bilinear, align_corners=False."""
-    if tuple(cam.shape[-2:]) == tuple(size):
-        return cam
-    return F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def guided_grad_cam(rec: Recording, layer: str | None) -> torch.Tensor:
