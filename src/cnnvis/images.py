@@ -1,0 +1,357 @@
+"""Load images from files, bytes, arrays, PIL images or named samples, always as 8-bit RGB.
+
+Every failure is an `ImageError` that says what to do. Alpha is composited on white, 16-bit data
+is scaled (not clipped) to 8 bits, EXIF orientation is applied, and only the first frame of an
+animation is used. The pixel count is checked from the header, before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError, unknown
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 100_000_000
+SAMPLE_PREFIX = "sample:"
+WHITE = (255, 255, 255)
+EXIF_ORIENTATION = 0x0112
+
+# Named samples: files that scikit-image ships in its data folder (no download).
+SAMPLE_FILES = {
+    "cat": "chelsea.png",
+    "coffee": "coffee.png",
+    "rocket": "rocket.jpg",
+    "astronaut": "astronaut.png",
+    "motorcycle": "motorcycle_left.png",
+    "motorcycle_right": "motorcycle_right.png",
+    "camera": "camera.png",
+    "horse": "horse.png",
+    "coins": "coins.png",
+    "moon": "moon.png",
+    "page": "page.png",
+    "text": "text.png",
+    "brick": "brick.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+    "cell": "cell.png",
+    "clock": "clock_motion.png",
+    "color": "color.png",
+    "chessboard": "chessboard_RGB.png",
+    "hubble": "hubble_deep_field.jpg",
+    "ihc": "ihc.png",
+    "logo": "logo.png",
+    "microaneurysms": "microaneurysms.png",
+    "phantom": "phantom.png",
+    "retina": "retina.jpg",
+    "animation": "no_time_for_that_tiny.gif",
+}
+SAMPLE_ALIASES = {
+    "chelsea": "cat",
+    "motorcycle_left": "motorcycle",
+    "cameraman": "camera",
+    "clock_motion": "clock",
+    "hubble_deep_field": "hubble",
+}
+
+# Errors PIL raises while decoding a damaged file.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
+
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Load one image as an 8-bit RGB PIL image.
+
+    `source`: a file path, "sample:NAME" (see `list_samples`), encoded bytes, a PIL image, or
+    a NumPy array (HxW, HxWx1/3/4; uint8, uint16, bool, or float in [0, 1]). Images with more
+    than `max_pixels` pixels are refused before decoding.
+    """
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, max_pixels, "the image")
+        return to_rgb(_exif_transpose(source))
+    if isinstance(source, np.ndarray):
+        return _from_array(source, max_pixels)
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if not data:
+            raise ImageError("the image bytes are empty; pass the contents of an image file")
+        return _decode(io.BytesIO(data), "the image bytes", max_pixels, head=data[:8])
+    if isinstance(source, str | os.PathLike):
+        return _from_path(source, max_pixels)
+    raise ImageError(
+        f"cannot load an image from a {type(source).__name__}; pass a file path, "
+        "'sample:NAME', bytes, a PIL image or a NumPy array"
+    )
+
+
+def load_images(
+    sources: ImageSource | Iterable[ImageSource], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[Image.Image]:
+    """Load several images (a single source is also accepted) as RGB PIL images."""
+    single = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
+    if isinstance(sources, single) or (isinstance(sources, np.ndarray) and sources.ndim <= 3):
+        sources = [sources]
+    return [load_image(s, max_pixels=max_pixels) for s in sources]
+
+
+def list_samples() -> dict[str, Path]:
+    """The named samples whose file is present: name -> path (use as 'sample:NAME')."""
+    folder = _sample_folder()
+    if folder is None:
+        return {}
+    found = {name: folder / file for name, file in SAMPLE_FILES.items()}
+    return {name: path for name, path in found.items() if path.is_file()}
+
+
+def sample_path(name: str) -> Path:
+    """The file of a named sample (case-insensitive; e.g. 'cat' or 'chelsea')."""
+    key = name.strip().lower().removeprefix(SAMPLE_PREFIX)
+    key = SAMPLE_ALIASES.get(key, key)
+    samples = list_samples()
+    if key in samples:
+        return samples[key]
+    if not samples:
+        raise ImageError(
+            "no sample images are available: they come with scikit-image "
+            "(pip install scikit-image); pass an image file instead"
+        )
+    raise ImageError(
+        unknown("sample", name, [*samples, *SAMPLE_ALIASES], hint="see cnnvis.list_samples()")
+    )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB: alpha over white, 16-bit and float data scaled."""
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode in ("1", "L", "CMYK", "YCbCr", "HSV", "RGBX"):
+        return image.convert("RGB")
+    if mode == "P" and "transparency" not in image.info:
+        return image.convert("RGB")
+    if mode in ("P", "PA", "LA", "La", "RGBA", "RGBa"):
+        return _over_white(image)
+    if mode.startswith("I;16"):
+        return _gray_array_to_rgb(_scale_16bit(np.asarray(image)))
+    if mode in ("I", "F"):
+        return _gray_array_to_rgb(_scale_wide(np.asarray(image), mode))
+    try:
+        return image.convert("RGB")
+    except ValueError as e:
+        raise ImageError(
+            f"cannot convert an image in mode {mode!r} to RGB; save it as an RGB PNG or JPEG"
+        ) from e
+
+
+# ----------------------------------------------------------------------------- paths, bytes
+
+
+def _from_path(source: str | os.PathLike[str], max_pixels: int) -> Image.Image:
+    """Load a file or a named sample."""
+    text = os.fspath(source)
+    if isinstance(source, str) and text.lower().startswith(SAMPLE_PREFIX):
+        path = sample_path(text[len(SAMPLE_PREFIX) :])
+    elif isinstance(source, str) and text.lower().startswith(("http://", "https://")):
+        raise ImageError(f"cnnvis does not download images; save {text} to a file and pass that")
+    else:
+        path = Path(text).expanduser()
+    _check_file(path)
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        fh.seek(0)
+        return _decode(fh, str(path), max_pixels, head=head)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse missing files, folders and empty files with advice."""
+    if not path.exists():
+        hint = ", or 'sample:NAME' for a bundled photo" if not path.suffix else ""
+        raise ImageError(f"image file not found: {path} (check the path{hint})")
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image file; pass the files inside it")
+    if path.stat().st_size == 0:
+        raise ImageError(
+            f"{path} is empty (0 bytes); it is not a valid image, re-save or re-copy it"
+        )
+
+
+def _decode(fh: Any, label: str, max_pixels: int, head: bytes = b"") -> Image.Image:
+    """Open (header only), check the size, then fully decode the first frame to RGB."""
+    try:
+        with Image.open(fh) as image:
+            _check_pixels(image.size, max_pixels, label)
+            if getattr(image, "n_frames", 1) > 1:
+                log.info("%s has %d frames; only the first is used", label, image.n_frames)
+                image.seek(0)
+            image.load()
+            return to_rgb(_exif_transpose(image))
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(
+            f"{label} is too large to decode safely ({e}); downscale it first, or raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+        ) from e
+    except UnidentifiedImageError as e:
+        raise ImageError(_not_an_image(label, head)) from e
+    except _DECODE_ERRORS as e:
+        raise ImageError(
+            f"{label} is damaged or truncated and cannot be decoded ({e}); re-download or "
+            "re-export it"
+        ) from e
+
+
+def _not_an_image(label: str, head: bytes) -> str:
+    """The message for a file PIL does not recognise, naming a PDF when it is one."""
+    if head.startswith(b"%PDF"):
+        return f"{label} is a PDF document, not an image; export the page as PNG or JPEG"
+    return (
+        f"{label} is not an image in a format PIL can read (unknown or unsupported); "
+        "convert it to PNG or JPEG"
+    )
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, label: str) -> None:
+    """Refuse images with more than `max_pixels` pixels (from the header, before decoding)."""
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{label} is {width}x{height} = {width * height:,} pixels, more than the limit of "
+            f"{max_pixels:,}; downscale it first or raise max_pixels"
+        )
+
+
+def _exif_transpose(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag; broken EXIF is logged and ignored."""
+    try:
+        if image.getexif().get(EXIF_ORIENTATION, 1) in (None, 1):
+            return image
+        return ImageOps.exif_transpose(image) or image
+    except Exception as e:  # malformed EXIF must not make the image unusable
+        log.warning("ignoring unreadable EXIF orientation: %s", e)
+        return image
+
+
+# ----------------------------------------------------------------------------- modes
+
+
+def _over_white(image: Image.Image) -> Image.Image:
+    """Composite an image with alpha (or a transparent palette) over white."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (*WHITE, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _scale_16bit(values: np.ndarray) -> np.ndarray:
+    """16-bit values (0..65535) -> uint8 (0..255), rounded."""
+    wide = np.clip(values.astype(np.int64), 0, 65535)
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _scale_wide(values: np.ndarray, mode: str) -> np.ndarray:
+    """32-bit int or float pixels -> uint8, guessing the range from the data.
+
+    Floats within [0, 1] are scaled by 255; values within [0, 255] are kept; integers within
+    [0, 65535] are 16-bit; anything else is stretched min-max (logged).
+    """
+    values = values.astype(np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if mode == "F" and low >= 0 and high <= 1:
+        return _float_unit_to_uint8(values)
+    if low >= 0 and high <= 255:
+        return np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
+    if mode == "I" and low >= 0 and high <= 65535:
+        return _scale_16bit(values)
+    log.warning("pixel values span [%g, %g]; stretching them to 0..255", low, high)
+    span = high - low or 1.0
+    return _float_unit_to_uint8((np.nan_to_num(values, nan=low) - low) / span)
+
+
+def _float_unit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] -> uint8, rounded."""
+    return (np.clip(np.nan_to_num(values), 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _gray_array_to_rgb(gray: np.ndarray) -> Image.Image:
+    """An HxW uint8 array -> an RGB image."""
+    return Image.fromarray(np.ascontiguousarray(gray), mode="L").convert("RGB")
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def _from_array(array: np.ndarray, max_pixels: int) -> Image.Image:
+    """An HxW / HxWxC array (uint8, uint16, bool, float in [0, 1]) -> RGB."""
+    array = _channels_last(array)
+    _check_pixels((array.shape[1], array.shape[0]), max_pixels, "the array")
+    data = _array_to_uint8(array)
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[:, :, 0]
+    if data.ndim == 2:
+        return _gray_array_to_rgb(data)
+    if data.shape[2] == 4:
+        return _over_white(Image.fromarray(np.ascontiguousarray(data), mode="RGBA"))
+    return Image.fromarray(np.ascontiguousarray(data), mode="RGB")
+
+
+def _channels_last(array: np.ndarray) -> np.ndarray:
+    """Check an array's shape: HxW or HxWxC with C in 1, 3, 4."""
+    if array.ndim == 2 and min(array.shape) > 0:
+        return array
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4) and min(array.shape[:2]) > 0:
+        return array
+    hint = ""
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4):
+        hint = "; it looks channels-first: pass array.transpose(1, 2, 0)"
+    raise ImageError(
+        f"an image array must be HxW or HxWxC with C in 1, 3, 4; got shape {array.shape}{hint}"
+    )
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixel values of a supported dtype -> uint8."""
+    kind = array.dtype.kind
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint16:
+        return _scale_16bit(array)
+    if kind == "f":
+        if not np.isfinite(array).all():
+            raise ImageError("the image array contains NaN or infinity; clean it first")
+        if array.min() < 0 or array.max() > 1:
+            raise ImageError(
+                f"a float image array must lie in [0, 1]; got [{array.min():g}, {array.max():g}] "
+                "(divide 0..255 data by 255, or pass it as uint8)"
+            )
+        return _float_unit_to_uint8(array)
+    if kind in "iu" and array.size and array.min() >= 0 and array.max() <= 255:
+        return array.astype(np.uint8)
+    raise ImageError(
+        f"unsupported image array dtype {array.dtype} (or values outside 0..255); "
+        "pass uint8, uint16, bool, or float in [0, 1]"
+    )
+
+
+def _sample_folder() -> Path | None:
+    """scikit-image's bundled data folder, if scikit-image is installed."""
+    try:
+        import skimage.data
+    except ImportError:
+        return None
+    return Path(os.path.dirname(skimage.data.__file__))
