@@ -159,6 +159,10 @@ def explain_many(
         "model": lm.name,
         "predictions": predictions,
     }
+    if rec.unit is not None:  # a unit inside the network: no class, no probability
+        n = len(targets)
+        common.update(targets=[-1] * n, target_names=[str(rec.unit)] * n)
+        common["probabilities"] = [float("nan")] * n
     results: dict[tuple[str, str | None], Explanation] = {}
     for info in infos:
         for layer in layer_names if info.needs_layer else [None]:

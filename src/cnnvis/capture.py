@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import MethodError
+from .errors import LayerError, MethodError
 from .guard import model_state_guard
 from .layers import resolve_layer
 from .rules import RULES, RuleMode, RuleState
-from .targets import TargetSpec, resolve_targets, select_logits, target_scores
+from .targets import TargetSpec, UnitTarget, resolve_targets, select_logits, target_scores
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,11 @@ class Recording:
     inputs: torch.Tensor  # (N, C, H, W) leaf that requires grad
     logits: torch.Tensor  # (N, classes)
     activations: dict[str, torch.Tensor]  # layer -> output of its last call
-    targets: torch.Tensor  # (N,) class indices
-    scores: torch.Tensor  # (N,) target logits
+    targets: torch.Tensor  # (N,) class indices (each image's top-1 for a unit target)
+    scores: torch.Tensor  # (N,) target logits, or the unit's activations
     state: RuleState | None
     model: nn.Module
+    unit: UnitTarget | None = None
     _layer_grads: dict[str, torch.Tensor] = field(default_factory=dict)
     _input_grads: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -144,7 +145,9 @@ def record(
     backprop and deconvnet; the plain gradient is exact either way). Works inside
     `torch.no_grad()` / `torch.inference_mode()` and on a model in train mode.
     """
-    modules = {name: resolve_layer(model, name) for name in dict.fromkeys(layers)}
+    unit = target if isinstance(target, UnitTarget) else None
+    wanted = [*layers, unit.layer] if unit is not None else list(layers)
+    modules = {name: resolve_layer(model, name) for name in dict.fromkeys(wanted)}
     store: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
     state = RuleState() if rules else None
@@ -165,12 +168,16 @@ def record(
         logits = select_logits(output, output_key)
         if callable(categories):
             categories = categories(logits.shape[1])
-        targets = resolve_targets(target, logits, categories)
-        scores = target_scores(logits, targets)
+        if unit is None:
+            targets = resolve_targets(target, logits, categories)
+            scores = target_scores(logits, targets)
+        else:
+            targets = resolve_targets(None, logits, categories)
+            if unit.layer not in store:
+                raise LayerError(f"the unit target's layer {unit.layer} did not run")
+            scores = unit.scores(store[unit.layer])
     missing = [name for name in modules if name not in store]
     if missing:
-        from .errors import LayerError
-
         raise LayerError(
             f"layer(s) {', '.join(missing)} did not run (or returned no tensor) in the forward "
             "pass; choose a layer from cnnvis.list_layers(model)"
@@ -178,4 +185,4 @@ def record(
     for name, n in calls.items():
         if n > 1:
             log.info("layer %s ran %d times in one forward; its last call is used", name, n)
-    return Recording(x, logits, store, targets, scores, state, model)
+    return Recording(x, logits, store, targets, scores, state, model, unit=unit)

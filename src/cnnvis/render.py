@@ -352,6 +352,8 @@ def _method_title(explanation: Explanation) -> str:
 def _target_label(explanation: Explanation, index: int) -> str:
     """'Egyptian cat (285), p = 0.63'."""
     name = explanation.target_names[index]
+    if explanation.targets[index] < 0:  # a unit target such as layer4:17@sum
+        return f"unit {name}"
     return f"{name} ({explanation.targets[index]}), p = {explanation.probabilities[index]:.2f}"
 
 
@@ -499,3 +501,37 @@ def save_map_png(
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG")
     return path
+
+
+def comparison_figure(
+    explanations: Explanation | Sequence[Explanation],
+    index: int = 0,
+    cmap: str = "jet",
+    *,
+    ncols: int | None = None,
+    panel_size: float = 2.6,
+    alpha: float = 0.5,
+) -> Figure:
+    """Several methods side by side for one image: the input, then one panel per method.
+
+    Each method gets its main display: CAM-style maps over the image (ReLU, min-max, `cmap`),
+    pixel-space maps as the tutorial's grayscale (`postprocess.abs_max_grayscale`), each with
+    its colorbar. Up to five panels sit in one row; more flow into balanced rows.
+    """
+    items = _as_list(explanations)
+    colormap(cmap)
+    for item in items:
+        _check_index(item, index)
+    image = items[0].images[index]
+    several = len({(e.targets[index], e.target_names[index]) for e in items}) > 1
+    panels = [_image_panel(image, "input")]
+    for e in items:
+        title = _method_title(e) + (f"\n→ {e.target_names[index]}" if several else "")
+        if e.kind == "cam":
+            panels.append(_cam_panel(image, e.map[index], title, cmap, alpha))
+        else:
+            panels.append(_pixel_panel(image, e.map[index], "gray", f"{title} (gray)"))
+    n = len(panels)
+    columns = ncols or (n if n <= 5 else math.ceil(n / math.ceil(n / 5)))
+    suptitle = f"methods compared  ·  {_figure_title(items[0], index, several)}"
+    return _grid_figure(_wrap(panels, columns), panel_size, TITLE_SIZE, suptitle)

@@ -2,14 +2,78 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .errors import ModelError, TargetError
 
-TargetSpec = None | str | int | Sequence[int | str] | torch.Tensor
+
+@dataclass(frozen=True)
+class UnitTarget:
+    """A unit inside the network as the score to explain (Zeiler & Fergus projected single
+    feature maps back to pixels): channel `channel` of `layer`, reduced over space by "sum",
+    "max", or taken at one position `(y, x)`. Written `layer4:17`, `features.28:5@max`,
+    `layer4:17@3,4`."""
+
+    layer: str
+    channel: int
+    reduce: str = "sum"  # "sum" | "max" | "point"
+    position: tuple[int, int] | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.position[0]},{self.position[1]}" if self.position else self.reduce
+        return f"{self.layer}:{self.channel}@{where}"
+
+    def scores(self, activation: torch.Tensor) -> torch.Tensor:
+        """Per-image scores (N,) from the layer's activation (N, C, ...) or (N, C)."""
+        channels = activation.shape[1] if activation.dim() >= 2 else 0
+        if not 0 <= self.channel < channels:
+            raise TargetError(
+                f"unit target {self}: layer {self.layer} has {channels} channels "
+                f"(output shape {tuple(activation.shape)})"
+            )
+        unit = activation[:, self.channel]
+        if unit.dim() == 1:
+            return unit
+        if self.position is not None:
+            y, x = self.position
+            if unit.dim() != 3 or not (0 <= y < unit.shape[1] and 0 <= x < unit.shape[2]):
+                raise TargetError(
+                    f"unit target {self}: position out of range for {tuple(unit.shape[1:])}"
+                )
+            return unit[:, y, x]
+        flat = unit.flatten(1)
+        return flat.amax(dim=1) if self.reduce == "max" else flat.sum(dim=1)
+
+
+_UNIT = re.compile(r"^(?P<layer>[^:@]+):(?P<channel>\d+)(?:@(?P<how>sum|max|\d+,\d+))?$")
+
+
+def parse_target(spec: str | int | None) -> int | str | UnitTarget | None:
+    """A target written on the command line: top1 -> None, "285" -> 285, "tabby" -> "tabby",
+    "layer4:17[@sum|@max|@Y,X]" -> UnitTarget."""
+    if spec is None or isinstance(spec, int):
+        return spec
+    text = spec.strip()
+    if text.lower() in ("top1", "top-1", ""):
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    match = _UNIT.match(text)
+    if match:
+        how = match["how"] or "sum"
+        if "," in how:
+            y, x = (int(v) for v in how.split(","))
+            return UnitTarget(match["layer"], int(match["channel"]), "point", (y, x))
+        return UnitTarget(match["layer"], int(match["channel"]), how)
+    return text
+
+
+TargetSpec = None | str | int | Sequence[int | str] | torch.Tensor | UnitTarget
 
 
 def select_logits(output: Any, key: str | None = None) -> torch.Tensor:
