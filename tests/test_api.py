@@ -65,3 +65,17 @@ def test_imagenet_names_for_a_bare_1000_class_model():
 def test_bad_tensor_shape(tiny_cnn):
     with pytest.raises(cnnvis.ImageError, match=r"\(C, H, W\)"):
         cnnvis.explain(tiny_cnn, torch.randn(16, 16), "gradient")
+
+
+def test_unknown_method_parameter_is_a_method_error(tiny_cnn, tiny_input):
+    with pytest.raises(cnnvis.MethodError, match="unexpected keyword argument 'steps'"):
+        cnnvis.explain(tiny_cnn, tiny_input, "gradient", steps=3)
+
+
+def test_rerecord_keeps_layers_and_targets(tiny_cnn, tiny_input):
+    from cnnvis.capture import record
+
+    rec = record(tiny_cnn, tiny_input, ["relu2"], rules=True, target=[0, 1, 2])
+    again = rec.rerecord(tiny_input * 1.0, rec.targets)
+    assert again.layers == ("relu2",) and again.targets.tolist() == [0, 1, 2]
+    assert torch.equal(again.input_gradient("guided"), rec.input_gradient("guided"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -121,13 +121,15 @@ def explain_many(
     output: str | None = None,
     failures: dict[str, CnnvisError] | None = None,
     top_k: int = 5,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[tuple[str, str | None], Explanation]:
     """Several methods x several layers from ONE recorded forward.
 
     Returns {(method, layer): Explanation}; pixel methods that need no layer get layer None.
     `layers=None` uses the default layer (the last with spatial output). With a `failures`
     dict, a method that cannot run on this model (e.g. CAM without a GAP head) is recorded
-    there by name and the others go on; without one, its error is raised.
+    there by name and the others go on; without one, its error is raised. `params` gives
+    keyword arguments per method name, e.g. {"integrated-gradients": {"steps": 64}}.
     """
     lm = as_loaded(model)
     infos = [get_method(m) for m in dict.fromkeys(methods)]
@@ -167,7 +169,8 @@ def explain_many(
     for info in infos:
         for layer in layer_names if info.needs_layer else [None]:
             try:
-                results[(info.name, layer)] = _one(rec, info, layer, common)
+                kwargs = dict((params or {}).get(info.name, {}))
+                results[(info.name, layer)] = _one(rec, info, layer, common, kwargs)
             except (MethodError, LayerError) as error:
                 if failures is None:
                     raise
@@ -194,9 +197,18 @@ def _layers_for(
 
 
 def _one(
-    rec: Recording, info: MethodInfo, layer: str | None, common: dict[str, Any]
+    rec: Recording,
+    info: MethodInfo,
+    layer: str | None,
+    common: dict[str, Any],
+    kwargs: dict[str, Any],
 ) -> Explanation:
-    raw = info.compute(rec, layer).detach()
+    try:
+        raw = info.compute(rec, layer, **kwargs).detach()
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise MethodError(f"{info.name}: {error}; see cnnvis.get_method({info.name!r})") from None
     layer_map = None
     if info.kind == "cam":
         layer_map = raw
@@ -211,7 +223,7 @@ def _one(
         map=raw,
         layer=layer,
         layer_map=layer_map,
-        params={"layer": layer},
+        params={"layer": layer, **kwargs},
         **common,
     )
 
@@ -224,14 +236,18 @@ def explain(
     target: TargetSpec = None,
     *,
     output: str | None = None,
+    **params: Any,
 ) -> Explanation:
     """One method's maps for one image or a batch (see `explain_many` for several at once).
 
     A tensor is taken as preprocessed model input; paths, samples ("sample:cat"), PIL images
-    and arrays are loaded and preprocessed with the model's transform.
+    and arrays are loaded and preprocessed with the model's transform. Extra keyword arguments
+    are the method's parameters (e.g. `steps=64` for integrated gradients).
     """
     info = get_method(method)
-    results = explain_many(model, images, [method], layer, target, output=output)
+    results = explain_many(
+        model, images, [method], layer, target, output=output, params={info.name: params}
+    )
     return results[(info.name, _key_layer(results))]
 
 

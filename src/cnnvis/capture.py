@@ -38,6 +38,8 @@ class Recording:
     state: RuleState | None
     model: nn.Module
     unit: UnitTarget | None = None
+    layers: tuple[str, ...] = ()
+    output_key: str | None = None
     _layer_grads: dict[str, torch.Tensor] = field(default_factory=dict)
     _input_grads: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -46,6 +48,21 @@ class Recording:
         """Softmax probability of each image's target class (N,)."""
         probs = self.logits.detach().float().softmax(dim=1)
         return probs.gather(1, self.targets[:, None]).squeeze(1)
+
+    def rerecord(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> Recording:
+        """A new recorded forward on other inputs (noisy copies, interpolation steps, masked
+        images) with the same layers, rules and target: `targets` (one class per new row) for
+        class targets; a unit target is kept as it is. Multi-pass methods build on this."""
+        if self.unit is None and targets is None:
+            raise MethodError("rerecord needs one target class per new input row")
+        return record(
+            self.model,
+            inputs,
+            self.layers,
+            rules=self.state is not None,
+            target=self.unit if self.unit is not None else targets,
+            output_key=self.output_key,
+        )
 
     def prepare(self, input_rules: Sequence[str] = (), layers: Sequence[str] = ()) -> None:
         """Compute what a set of methods needs in as few backward passes as possible: the plain
@@ -185,4 +202,15 @@ def record(
     for name, n in calls.items():
         if n > 1:
             log.info("layer %s ran %d times in one forward; its last call is used", name, n)
-    return Recording(x, logits, store, targets, scores, state, model, unit=unit)
+    return Recording(
+        x,
+        logits,
+        store,
+        targets,
+        scores,
+        state,
+        model,
+        unit=unit,
+        layers=tuple(layers),
+        output_key=output_key,
+    )
