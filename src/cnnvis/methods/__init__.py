@@ -1,12 +1,14 @@
-"""The methods registry; importing this package registers every built-in method, in the order
-the tutorial introduces them (which is the order of the CLI, the docs and the figures)."""
+"""The methods registry. Importing this package imports every module in it, and each module
+registers its methods; `list_methods()` orders them by `MethodInfo.order` (the tutorial's
+order first: gradient, guided backprop, deconvnet, CAM, Grad-CAM, guided Grad-CAM)."""
 
-# isort: off
-from . import gradient  # noqa: F401  (registration side effects)
-from . import cam  # noqa: F401
-from . import guided_grad_cam  # noqa: F401
+import importlib
+import pkgutil
 
-# isort: on
 from .registry import MethodInfo, get_method, list_methods, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "registry":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["MethodInfo", "get_method", "list_methods", "register"]

@@ -79,6 +79,7 @@ def cam(rec: Recording, layer: str | None) -> torch.Tensor:
 register(
     MethodInfo(
         name="cam",
+        order=20,
         kind="cam",
         summary="Class activation map: the head's class weights applied to the last feature maps.",
         formula="Σ_k w_ck A_k",
@@ -91,6 +92,7 @@ register(
 register(
     MethodInfo(
         name="grad-cam",
+        order=21,
         kind="cam",
         summary="Feature maps weighted by their spatially averaged gradients.",
         formula="ReLU(Σ_k mean_ij(∂y_c/∂A_kij) A_k)",

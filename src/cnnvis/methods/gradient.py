@@ -30,6 +30,7 @@ ONE_PASS = "1 forward + 1 backward"
 register(
     MethodInfo(
         name="gradient",
+        order=10,
         kind="pixel",
         summary="Vanilla gradient of the class score with respect to the input pixels.",
         formula="∂y_c/∂x",
@@ -42,6 +43,7 @@ register(
 register(
     MethodInfo(
         name="guided-backprop",
+        order=11,
         kind="pixel",
         summary="Gradient where every ReLU passes only positive gradients at positive inputs.",
         formula="ReLU backward: 1[x>0]·max(g, 0)",
@@ -54,6 +56,7 @@ register(
 register(
     MethodInfo(
         name="deconvnet",
+        order=12,
         kind="pixel",
         summary="Zeiler & Fergus' deconvnet: ReLU applied to the backward signal itself.",
         formula="ReLU backward: max(g, 0)",

@@ -20,6 +20,7 @@ def guided_grad_cam(rec: Recording, layer: str | None) -> torch.Tensor:
 register(
     MethodInfo(
         name="guided-grad-cam",
+        order=22,
         kind="pixel",
         summary="Guided backprop masked by the upsampled Grad-CAM: class-specific and sharp.",
         formula="GB ⊙ upsample(Grad-CAM)",

@@ -31,6 +31,7 @@ class MethodInfo:
     input_rules: tuple[str, ...] = ()
     layer_gradients: bool = False
     needs: tuple[str, ...] = ()
+    order: int = 100  # position in listings: 10s gradient family, 20s CAMs, ...
 
     @property
     def needs_layer(self) -> bool:
@@ -57,5 +58,6 @@ def get_method(name: str) -> MethodInfo:
 
 
 def list_methods(pattern: str = "*") -> list[MethodInfo]:
-    """Registered methods whose name matches the glob `pattern`, in registration order."""
-    return [m for n, m in _REGISTRY.items() if fnmatch.fnmatch(n, pattern)]
+    """Registered methods whose name matches the glob `pattern`, by `order`, then name."""
+    found = [m for n, m in _REGISTRY.items() if fnmatch.fnmatch(n, pattern)]
+    return sorted(found, key=lambda m: (m.order, m.name))
