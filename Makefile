@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cnnvis explain sample:cat --out cnnvis-out/cat
+	$(BIN)/cnnvis explain sample:cat --out cnnvis-out
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
