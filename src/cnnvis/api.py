@@ -145,6 +145,7 @@ def explain_many(
         target=target,
         categories=lambda classes: _categories(lm, classes),
         output_key=output,
+        normalize=lm.preprocess.normalize,
     )
     rec.prepare(
         input_rules=[r for i in infos for r in i.input_rules],
@@ -203,12 +204,16 @@ def _one(
     common: dict[str, Any],
     kwargs: dict[str, Any],
 ) -> Explanation:
+    extra: dict[str, Any] = {}
     try:
-        raw = info.compute(rec, layer, **kwargs).detach()
+        raw = info.compute(rec, layer, **kwargs)
     except TypeError as error:
         if "unexpected keyword argument" not in str(error):
             raise
         raise MethodError(f"{info.name}: {error}; see cnnvis.get_method({info.name!r})") from None
+    if isinstance(raw, tuple):  # (map, diagnostics such as IG's completeness error)
+        raw, extra = raw
+    raw = raw.detach()
     layer_map = None
     if info.kind == "cam":
         layer_map = raw
@@ -223,7 +228,7 @@ def _one(
         map=raw,
         layer=layer,
         layer_map=layer_map,
-        params={"layer": layer, **kwargs},
+        params={"layer": layer, **kwargs, **extra},
         **common,
     )
 

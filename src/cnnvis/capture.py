@@ -40,6 +40,7 @@ class Recording:
     unit: UnitTarget | None = None
     layers: tuple[str, ...] = ()
     output_key: str | None = None
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None  # [0, 1] picture -> input
     _layer_grads: dict[str, torch.Tensor] = field(default_factory=dict)
     _input_grads: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -49,20 +50,64 @@ class Recording:
         probs = self.logits.detach().float().softmax(dim=1)
         return probs.gather(1, self.targets[:, None]).squeeze(1)
 
-    def rerecord(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> Recording:
+    def rerecord(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        rules: bool | None = None,
+    ) -> Recording:
         """A new recorded forward on other inputs (noisy copies, interpolation steps, masked
         images) with the same layers, rules and target: `targets` (one class per new row) for
-        class targets; a unit target is kept as it is. Multi-pass methods build on this."""
+        class targets; a unit target is kept as it is. Multi-pass methods build on this.
+        `rules` overrides whether the backward rules are recorded (default: as this one)."""
         if self.unit is None and targets is None:
             raise MethodError("rerecord needs one target class per new input row")
         return record(
             self.model,
             inputs,
             self.layers,
-            rules=self.state is not None,
+            rules=self.state is not None if rules is None else rules,
             target=self.unit if self.unit is not None else targets,
             output_key=self.output_key,
+            normalize=self.normalize,
         )
+
+    def score(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        probability: bool = False,
+    ) -> torch.Tensor:
+        """The explained score (M,) on other inputs, from one forward without gradients (under
+        `model_state_guard` and `torch.inference_mode`): the unit's for a unit target, else the
+        logit (or softmax `probability`) of `targets`, one class per row. Perturbation methods
+        call it on chunks of masked inputs."""
+        if self.unit is None and targets is None:
+            raise MethodError("score needs one target class per input row")
+        store: dict[str, torch.Tensor] = {}
+        handles = []
+        with model_state_guard(self.model), torch.inference_mode():
+            try:
+                if self.unit is not None:
+                    module = resolve_layer(self.model, self.unit.layer)
+                    calls: dict[str, int] = {}
+                    handles.append(
+                        module.register_forward_hook(_capture_hook("unit", store, calls))
+                    )
+                logits = select_logits(self.model(inputs), self.output_key)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            if self.unit is not None:
+                scores = self.unit.scores(store["unit"])
+            elif probability:
+                probs = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(1)
+                scores = target_scores(probs, targets)
+            else:
+                scores = target_scores(logits, targets)
+        return scores.clone()  # outside inference mode: an ordinary tensor
 
     def prepare(self, input_rules: Sequence[str] = (), layers: Sequence[str] = ()) -> None:
         """Compute what a set of methods needs in as few backward passes as possible: the plain
@@ -155,12 +200,15 @@ def record(
     target: TargetSpec = None,
     categories: Sequence[str] | Callable[[int], Sequence[str] | None] | None = None,
     output_key: str | None = None,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Recording:
     """Run `model` once on `inputs`, recording the activations of `layers`.
 
     `rules=True` routes activations through the switchable backward rules (needed for guided
     backprop and deconvnet; the plain gradient is exact either way). Works inside
-    `torch.no_grad()` / `torch.inference_mode()` and on a model in train mode.
+    `torch.no_grad()` / `torch.inference_mode()` and on a model in train mode. `normalize`
+    (the model's [0, 1] picture -> input transform) is kept for methods that need a black
+    image in input space.
     """
     unit = target if isinstance(target, UnitTarget) else None
     wanted = [*layers, unit.layer] if unit is not None else list(layers)
@@ -213,4 +261,5 @@ def record(
         unit=unit,
         layers=tuple(layers),
         output_key=output_key,
+        normalize=normalize,
     )
