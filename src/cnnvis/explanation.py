@@ -19,6 +19,11 @@ class Prediction:
     def __iter__(self):  # so `index, name, p = prediction` works
         return iter((self.index, self.name, self.probability))
 
+    def _repr_html_(self) -> str:
+        from .notebook import prediction_html
+
+        return prediction_html(self)
+
 
 @dataclass
 class Explanation:
@@ -72,6 +77,30 @@ class Explanation:
             f"({self.targets[i]}, p={self.probabilities[i]:.2f})"
         )
 
+    # displays (drawing lives in cnnvis.render, the notebook glue in cnnvis.notebook)
+
+    def figure(self, index: int = 0, cmap: str = "jet"):
+        """The tutorial's panel for image `index` as a matplotlib Figure."""
+        from .render import explanation_figure
+
+        return explanation_figure(self, index, cmap)
+
+    def show(self, index: int = 0, cmap: str = "jet") -> None:
+        """Draw the tutorial's panel for image `index` with matplotlib (inline in Jupyter)."""
+        from .notebook import show_figure
+
+        show_figure(self.figure(index, cmap))
+
+    def _repr_png_(self) -> bytes:
+        from .notebook import explanation_png
+
+        return explanation_png(self)
+
+    def _repr_html_(self) -> str:
+        from .notebook import explanation_html
+
+        return explanation_html(self)
+
 
 @dataclass
 class Sweep:
@@ -90,3 +119,25 @@ class Sweep:
 
     def __len__(self) -> int:
         return len(self.explanations)
+
+    def figure(self, index: int = 0, cmap: str = "jet"):
+        """One panel per layer (name and output shape) as a matplotlib Figure."""
+        from .render import sweep_figure
+
+        return sweep_figure(self, index, cmap)
+
+    def show(self, index: int = 0, cmap: str = "jet") -> None:
+        """Draw the per-layer grid with matplotlib (inline in Jupyter)."""
+        from .notebook import show_figure
+
+        show_figure(self.figure(index, cmap))
+
+    def _repr_png_(self) -> bytes:
+        from .notebook import sweep_png
+
+        return sweep_png(self)
+
+    def _repr_html_(self) -> str:
+        from .notebook import sweep_html
+
+        return sweep_html(self)

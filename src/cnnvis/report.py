@@ -1,0 +1,324 @@
+"""The HTML report: one self-contained page (inline CSS, images as data URIs, no network).
+
+`write_report(out, run, entries)` writes `out/report.html` from what a `cnnvis explain` or
+`cnnvis sweep` run wrote: one entry per image (its manifest, with the files beside it) and the
+images that failed. The page opens from disk offline; links to the files next to it (the raw
+maps, the manifests, the full-size PNGs) are relative, so the folder can be moved as a whole.
+The small HTML builders here (predictions tables, data URIs) also serve the notebook displays.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .explanation import Prediction
+
+CSS = """
+:root { --ink: #1d2330; --muted: #5b6475; --line: #dde1e8; --soft: #f5f6f9; --accent: #2f6fde;
+        --bad: #b42318; --bad-bg: #fef3f2; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       color: var(--ink); background: #fff; }
+main { max-width: 1440px; margin: 0 auto; padding: 24px 32px 48px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 0; word-break: break-all; }
+h3 { font-size: 15px; margin: 20px 0 8px; color: var(--muted); font-weight: 600; }
+a { color: var(--accent); text-decoration: none; }
+a:hover { text-decoration: underline; }
+code { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+       background: var(--soft); padding: 1px 5px; border-radius: 4px; }
+.sub { color: var(--muted); margin: 0 0 20px; }
+.run { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0 0 24px;
+       padding: 14px 18px; background: var(--soft); border-radius: 8px; }
+.run dt { color: var(--muted); }
+.run dd { margin: 0; word-break: break-word; }
+nav { margin: 0 0 24px; }
+nav a { display: inline-block; margin: 0 6px 6px 0; padding: 3px 10px; border: 1px solid var(--line);
+        border-radius: 999px; font-size: 13px; }
+section.image { border: 1px solid var(--line); border-radius: 10px; padding: 20px 24px;
+                margin: 0 0 28px; }
+.head { display: flex; gap: 24px; align-items: flex-start; flex-wrap: wrap; margin: 0 0 8px; }
+.head img.thumb { width: 160px; height: 160px; object-fit: cover; border-radius: 6px;
+                  border: 1px solid var(--line); }
+.head .what { flex: 1 1 420px; min-width: 320px; }
+.verdict { margin: 6px 0 12px; color: var(--muted); }
+.verdict b { color: var(--ink); }
+table.preds { border-collapse: collapse; font-size: 14px; min-width: 420px; }
+table.preds th, table.preds td { padding: 4px 10px; border-bottom: 1px solid var(--line);
+                                 text-align: left; }
+table.preds th { color: var(--muted); font-weight: 600; }
+table.preds td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.preds tr.target td { background: #eef4ff; font-weight: 600; }
+table.preds th.num { text-align: right; }
+.track { display: inline-block; width: 120px; height: 9px; background: var(--soft);
+         border-radius: 2px; vertical-align: middle; }
+.bar { display: block; height: 9px; background: var(--accent); border-radius: 2px; opacity: .85; }
+figure { margin: 0 0 8px; }
+figure img.full { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
+                  border-radius: 6px; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
+details { margin: 20px 0 0; }
+summary { cursor: pointer; font-size: 15px; font-weight: 600; color: var(--muted);
+          margin: 0 0 10px; }
+.maps { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 14px 16px;
+        max-width: 1040px; }
+.maps.sweep { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); max-width: none; }
+.maps figure img { width: 100%; height: auto; image-rendering: pixelated; border-radius: 4px;
+                   border: 1px solid var(--line); }
+.files { font-size: 13px; color: var(--muted); margin-top: 12px; }
+.files a { margin-right: 12px; }
+.failed { border: 1px solid #fda29b; background: var(--bad-bg); border-radius: 10px;
+          padding: 14px 20px; margin: 0 0 28px; }
+.failed h2 { color: var(--bad); font-size: 17px; margin: 0 0 6px; }
+.failed li { margin: 2px 0; }
+footer { color: var(--muted); font-size: 12px; border-top: 1px solid var(--line);
+         padding-top: 12px; margin-top: 12px; }
+"""
+
+
+# ----------------------------------------------------------------------------- small builders
+
+
+def esc(value: object) -> str:
+    """HTML-escape any value's text."""
+    return html.escape(str(value), quote=True)
+
+
+def data_uri(data: bytes | Path, mime: str = "image/png") -> str:
+    """A base64 `data:` URI of bytes or of a file's contents."""
+    raw = data.read_bytes() if isinstance(data, Path) else data
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+
+
+def href(path: str | Path) -> str:
+    """A relative link to a file (each path segment URL-quoted, '/' as separator)."""
+    return quote(Path(path).as_posix(), safe="/")
+
+
+def predictions_table(
+    predictions: Sequence[Prediction] | Sequence[Mapping[str, Any]],
+    target: int | None = None,
+) -> str:
+    """The top-k predictions as an HTML table with probability bars; `target`'s row marked."""
+    rows = []
+    for rank, p in enumerate(predictions, 1):
+        index, name, prob = _fields(p)
+        mark = ' class="target"' if index == target else ""
+        width = max(1, round(120 * min(max(prob, 0.0), 1.0)))
+        rows.append(
+            f"<tr{mark}><td class='num'>{rank}</td><td>{esc(name)}</td>"
+            f"<td class='num'>{index}</td><td class='num'>{prob:.1%}</td>"
+            f"<td><span class='track'><span class='bar' style='width:{width}px'></span></span>"
+            "</td></tr>"
+        )
+    head = (
+        "<tr><th>#</th><th>class</th><th class='num'>index</th>"
+        "<th class='num'>probability</th><th></th></tr>"
+    )
+    return f"<table class='preds'>{head}{''.join(rows)}</table>"
+
+
+def _fields(p: Prediction | Mapping[str, Any]) -> tuple[int, str, float]:
+    if isinstance(p, Mapping):
+        return int(p["index"]), str(p["name"]), float(p["probability"])
+    return p.index, p.name, p.probability
+
+
+def page(title: str, body: str) -> str:
+    """A complete HTML document with the report's inline stylesheet."""
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
+        f"<body><main>{body}</main></body></html>\n"
+    )
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def write_report(
+    out: Path,
+    run: Mapping[str, Any],
+    entries: Sequence[Mapping[str, Any]],
+    failed: Sequence[Mapping[str, str]] = (),
+) -> Path:
+    """Write `out/report.html` for one run and return its path.
+
+    `run`: what the whole run shares (command, model, weights, device, methods, layer, target,
+    versions, timings, argv). `entries`: one manifest per image, each with `folder` (relative
+    to `out`) and the file names in it. `failed`: {"source", "error"} of images not processed.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"cnnvis {run.get('command', 'explain')} — {_count(len(entries), 'image')}"
+    parts = [
+        f"<h1>cnnvis {esc(run.get('command', 'explain'))} report</h1>",
+        f"<p class='sub'>{esc(_subtitle(run, entries, failed))}</p>",
+        _run_table(run),
+    ]
+    if len(entries) > 1 or (entries and failed):
+        parts.append(_nav(entries, failed))
+    if failed:
+        parts.append(_failed(failed))
+    parts += [_entry(out, entry, i) for i, entry in enumerate(entries)]
+    parts.append(_footer(run))
+    path = out / "report.html"
+    path.write_text(page(title, "\n".join(parts)), encoding="utf-8")
+    return path
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _subtitle(
+    run: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], failed: Sequence[Any]
+) -> str:
+    when = run.get("started") or datetime.now().isoformat(timespec="seconds")
+    when = str(when).replace("T", " ")
+    text = f"{_count(len(entries), 'image')} explained"
+    if failed:
+        text += f", {len(failed)} failed"
+    return f"{text} · {when}"
+
+
+def _run_table(run: Mapping[str, Any]) -> str:
+    rows = [
+        ("model", run.get("model")),
+        ("weights", run.get("weights") or "none (random init)"),
+        ("device", run.get("device")),
+        ("methods", ", ".join(run.get("methods", [])) or None),
+        ("layer", run.get("layer")),
+        ("target", run.get("target")),
+        ("seed", run.get("seed")),
+        ("time", _seconds(run.get("timings", {}).get("total"))),
+        ("command", run.get("argv")),
+    ]
+    cells = "".join(
+        f"<dt>{esc(k)}</dt><dd>{_value(k, v)}</dd>" for k, v in rows if v not in (None, "")
+    )
+    return f"<dl class='run'>{cells}</dl>"
+
+
+def _value(key: str, value: Any) -> str:
+    if key == "command" and isinstance(value, list | tuple):
+        return f"<code>{esc(' '.join(['cnnvis', *map(str, value)]))}</code>"
+    return esc(value)
+
+
+def _seconds(value: Any) -> str | None:
+    return None if value is None else f"{float(value):.2f} s"
+
+
+def _anchor(i: int) -> str:
+    return f"image-{i + 1}"
+
+
+def _nav(entries: Sequence[Mapping[str, Any]], failed: Sequence[Any]) -> str:
+    links = [f"<a href='#{_anchor(i)}'>{esc(e.get('source'))}</a>" for i, e in enumerate(entries)]
+    if failed:
+        links.append("<a href='#failed'>failed</a>")
+    return f"<nav>{''.join(links)}</nav>"
+
+
+def _failed(failed: Sequence[Mapping[str, str]]) -> str:
+    items = "".join(
+        f"<li><code>{esc(f.get('source'))}</code>: {esc(f.get('error'))}</li>" for f in failed
+    )
+    title = f"{_count(len(failed), 'image')} could not be processed"
+    return f"<div class='failed' id='failed'><h2>{esc(title)}</h2><ul>{items}</ul></div>"
+
+
+def _entry(out: Path, entry: Mapping[str, Any], i: int) -> str:
+    """One image's section: input, predictions, figures, every map, links to the files."""
+    folder = Path(entry.get("folder", "."))
+    files = entry.get("files", {})
+    target = entry.get("target", {})
+    parts = [f"<section class='image' id='{_anchor(i)}'>", "<div class='head'>"]
+    if files.get("input"):
+        parts.append(_img(out, folder / files["input"], "input", "thumb"))
+    verdict = (
+        f"explaining <b>{esc(target.get('name'))}</b> (class {esc(target.get('index'))}, "
+        f"p = {float(target.get('probability', 0.0)):.3f})"
+    )
+    parts += [
+        "<div class='what'>",
+        f"<h2>{esc(entry.get('source'))}</h2>",
+        f"<p class='verdict'>{verdict}</p>",
+    ]
+    if entry.get("predictions"):
+        parts.append(predictions_table(entry["predictions"], target.get("index")))
+    parts += ["</div></div>"]
+    for key, caption in _FIGURES:
+        if files.get(key):
+            parts.append(f"<h3>{esc(caption)}</h3>")
+            parts.append(_figure(out, folder / files[key], caption))
+    maps = [m for m in entry.get("maps", []) if m.get("png")]
+    if maps:
+        is_sweep = bool(files.get("sweep"))
+        what = "each layer's map" if is_sweep else "each map"
+        parts.append(f"<details{'' if is_sweep else ' open'}>")
+        parts.append(f"<summary>{what} at the input's resolution ({len(maps)})</summary>")
+        parts.append(f"<div class='maps{' sweep' if is_sweep else ''}'>")
+        parts += [tile for m in maps for tile in _map_tiles(out, folder, m)]
+        parts.append("</div></details>")
+    parts.append(_file_links(folder, files))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+_FIGURES = (
+    ("figure", "the tutorial's panel: input, CAMs over it, pixel maps as all / pos / neg / gray"),
+    ("comparison", "methods side by side"),
+    ("sweep", "one panel per layer: the layer's name and output shape above its map"),
+)
+
+
+def _img(out: Path, path: Path, alt: str, cls: str) -> str:
+    source = out / path
+    if not source.is_file():
+        return f"<p class='files'>missing: {esc(path)}</p>"
+    return (
+        f"<a href='{href(path)}'><img class='{cls}' alt='{esc(alt)}' src='{data_uri(source)}'></a>"
+    )
+
+
+def _figure(out: Path, path: Path, caption: str) -> str:
+    return f"<figure>{_img(out, path, caption, 'full')}</figure>"
+
+
+def _map_tiles(out: Path, folder: Path, m: Mapping[str, Any]) -> list[str]:
+    """A map's main display and its signed raw map, each as a captioned tile."""
+    name = esc(m.get("method"))
+    if m.get("layer"):
+        name += f" @ <code>{esc(m['layer'])}</code>"
+    tiles = [(m["png"], m.get("display", ""))]
+    if m.get("signed_png"):
+        tiles.append((m["signed_png"], "signed: blue < 0 < red"))
+    return [
+        f"<figure>{_img(out, folder / png, str(m.get('method')), 'map')}"
+        f"<figcaption>{name}<br>{esc(what)}</figcaption></figure>"
+        for png, what in tiles
+    ]
+
+
+def _file_links(folder: Path, files: Mapping[str, Any]) -> str:
+    links = [
+        f"<a href='{href(folder / name)}'>{esc(name)}</a>"
+        for key, name in files.items()
+        if key in ("maps", "manifest") and name
+    ]
+    folder_link = f"<a href='{href(folder)}/'>{esc(folder.as_posix())}/</a>"
+    return f"<p class='files'>files: {folder_link} {''.join(links)}</p>"
+
+
+def _footer(run: Mapping[str, Any]) -> str:
+    versions: Iterable[tuple[str, Any]] = (run.get("versions") or {}).items()
+    text = " · ".join(f"{k} {v}" for k, v in versions)
+    return f"<footer>{esc(text)}</footer>"
