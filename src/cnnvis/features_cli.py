@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from .features import (
-    DEFAULT_SIZE,
     DEFAULT_STEPS,
     FeatureError,
     FeatureVisualization,
@@ -82,16 +81,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     opt = p.add_argument_group("optimization")
     opt.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"({DEFAULT_STEPS})")
-    opt.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"pixels ({DEFAULT_SIZE})")
+    opt.add_argument("--size", type=int, default=None, help="pixels (the model's input: 224)")
     opt.add_argument("--seed", type=int, default=0, help="same seed, same picture (0)")
     opt.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"Adam's rate ({DEFAULT_LR})")
     opt.add_argument("--tv", type=float, default=0.0, help="total-variation weight (0)")
     opt.add_argument("--blur", type=float, default=0.0, help="blur-penalty weight (0)")
-    opt.add_argument("--jitter", type=float, default=8.0, help="random shift, pixels (8)")
-    opt.add_argument("--degrees", type=float, default=10.0, help="random rotation (10)")
+    robust = Robustness()
     opt.add_argument(
-        "--scale", type=float, nargs=2, default=(0.9, 1.1), metavar=("MIN", "MAX"),
-        help="random zoom range (0.9 1.1)",
+        "--jitter", type=float, default=robust.jitter,
+        help="random shift, a fraction of the side (0.071: 16 px at 224)",
+    )  # fmt: skip
+    opt.add_argument("--degrees", type=float, default=robust.degrees, help="random turn (15)")
+    opt.add_argument(
+        "--scale", type=float, nargs=2, default=robust.scale, metavar=("MIN", "MAX"),
+        help="random zoom range (0.8 1.2)",
     )  # fmt: skip
     opt.add_argument(
         "--decay", type=float, default=DEFAULT_DECAY,

@@ -99,7 +99,7 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
     finally:
         for h in handles:
             h.remove()
-    default = _choose_default(model, order, outputs)
+    default = _choose_default(model, order, outputs, input_shape[-2:])
     spine = set(_spine(model))
     modules = dict(model.named_modules())
     infos = []
@@ -141,11 +141,18 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 def _choose_default(
-    model: nn.Module, order: list[str], outputs: dict[str, torch.Tensor | None]
+    model: nn.Module,
+    order: list[str],
+    outputs: dict[str, torch.Tensor | None],
+    size: Sequence[int] = (224, 224),
 ) -> str | None:
     """The last module to finish with a spatial (N, C, H>1 or W>1) output that is not a pooling
-    step (nor a container whose output *is* a pooling step's output)."""
+    step (nor a container whose output *is* a pooling step's output); for transformers, the
+    pre-attention norm of the last block (see `_transformer_default`)."""
     modules = dict(model.named_modules())
+    transformer = _transformer_default(model, order, outputs, size)
+    if transformer is not None:
+        return transformer
     pooled = {
         t.data_ptr()
         for n, t in outputs.items()
@@ -159,6 +166,57 @@ def _choose_default(
         if _is_pooling(module) or _is_pass_through(module) or t.data_ptr() in pooled:
             continue
         return name
+    return None
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+
+
+def _transformer_default(
+    model: nn.Module,
+    order: list[str],
+    outputs: dict[str, torch.Tensor | None],
+    size: Sequence[int],
+) -> str | None:
+    """The last transformer block's pre-attention norm (`blocks.11.norm1` in timm's ViT/DeiT,
+    `encoder.layers.encoder_layer_11.ln_1` in torchvision's, `features.7.1.norm1` in its Swin),
+    or None for a model without attention blocks on tokens laid out as a patch grid (tokens
+    (N, k + h*w, C) or channels-last (N, h, w, C); MaxViT's window partitions are not) or
+    whose last block has no norm before its attention (post-norm blocks such as Swin V2's):
+    those keep the convolutional rule.
+
+    Not the last block's output: with a class-token head only the class token's row of it
+    reaches the logits, so every patch token's gradient there is exactly zero (blank maps).
+    The norm's output feeds the last attention, through which every patch token reaches the
+    class token (non-zero gradients for class-token and global-pool heads alike), and it is
+    normalized per token, so the few high-norm tokens and channels of a trained ViT's residual
+    stream (Darcet et al. 2024, Sun et al. 2024) do not swamp the weighted sum as they would
+    at the block's input. pytorch-grad-cam recommends the same layer for ViT, DeiT and Swin.
+    """
+    from .methods.cam import is_grid, patch_size, token_grid  # methods import this module
+
+    modules = dict(model.named_modules())
+    position = {name: i for i, name in enumerate(order)}
+    attention = [n for n in order if _is_attention(modules[n])]
+    if not attention:
+        return None
+    last = attention[-1]
+    block = last.rpartition(".")[0]
+    for name in reversed(order[: position[last]]):
+        if not name.startswith(f"{block}.") or name.startswith(f"{last}."):
+            continue
+        t = outputs[name]
+        if t is None or "LayerNorm" not in type(modules[name]).__name__:
+            continue
+        if t.dim() == 4 and is_grid(t.shape[1], t.shape[2], size):
+            return name
+        if t.dim() == 3:
+            try:
+                token_grid(t.shape[1], size, patch_size(model))
+            except LayerError:
+                return None
+            return name
     return None
 
 

@@ -45,21 +45,23 @@ class RuleState:
     kinds: set[str] = field(default_factory=set)
 
 
-def _relu_mask(x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
-    return x > 0
+def _relu_local(grad: torch.Tensor, x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
+    """1[x > 0] * g in one fused kernel (the one autograd's own ReLU backward uses)."""
+    return torch.ops.aten.threshold_backward(grad, x, 0)
 
 
-def _hardtanh_mask(x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
-    return (x > p["min_val"]) & (x < p["max_val"])
+def _hardtanh_local(grad: torch.Tensor, x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
+    """1[min < x < max] * g in one fused kernel."""
+    return torch.ops.aten.hardtanh_backward(grad, x, p["min_val"], p["max_val"])
 
 
 class RuledActivation(torch.autograd.Function):
     """f(x) forward; backward by the rule in `state.rule` (see module docstring)."""
 
     @staticmethod
-    def forward(ctx, x, fn, params, mask_fn, state):  # type: ignore[override]
+    def forward(ctx, x, fn, params, local_fn, state):  # type: ignore[override]
         ctx.save_for_backward(x)
-        ctx.fn, ctx.params, ctx.mask_fn, ctx.state = fn, params, mask_fn, state
+        ctx.fn, ctx.params, ctx.local_fn, ctx.state = fn, params, local_fn, state
         return fn(x, **params)
 
     @staticmethod
@@ -68,14 +70,14 @@ class RuledActivation(torch.autograd.Function):
         rule = ctx.state.rule
         if rule == "deconvnet":
             return grad.clamp(min=0), None, None, None, None
-        if ctx.mask_fn is not None:
-            local = grad * ctx.mask_fn(x, ctx.params)
+        if ctx.local_fn is not None:
+            local = ctx.local_fn(grad, x, ctx.params)
         else:
             with torch.enable_grad():
                 xd = x.detach().requires_grad_(True)
                 (local,) = torch.autograd.grad(ctx.fn(xd, **ctx.params), xd, grad)
         if rule == "guided":
-            local = local.clamp(min=0)
+            local = local.clamp_(min=0)  # `local` is a new tensor in every branch above
         return local, None, None, None, None
 
 
@@ -84,13 +86,13 @@ class _Spec:
     kind: str
     fn: Callable[..., torch.Tensor]  # out-of-place implementation
     defaults: dict[str, Any]
-    mask_fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None
+    local_fn: Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor] | None
 
 
 def _build_specs() -> dict[Callable[..., Any], _Spec]:
-    relu = _Spec("relu", torch.relu, {}, _relu_mask)
-    relu6 = _Spec("relu6", F.hardtanh, {"min_val": 0.0, "max_val": 6.0}, _hardtanh_mask)
-    hardtanh = _Spec("hardtanh", F.hardtanh, {"min_val": -1.0, "max_val": 1.0}, _hardtanh_mask)
+    relu = _Spec("relu", torch.relu, {}, _relu_local)
+    relu6 = _Spec("relu6", F.hardtanh, {"min_val": 0.0, "max_val": 6.0}, _hardtanh_local)
+    hardtanh = _Spec("hardtanh", F.hardtanh, {"min_val": -1.0, "max_val": 1.0}, _hardtanh_local)
     specs: dict[Callable[..., Any], _Spec] = {
         F.relu: relu,
         torch.relu: relu,
@@ -145,4 +147,4 @@ class RuleMode(TorchFunctionMode):
         params = _params(func, spec, args, kwargs)
         self.state.calls += 1
         self.state.kinds.add(spec.kind)
-        return RuledActivation.apply(x, spec.fn, params, spec.mask_fn, self.state)
+        return RuledActivation.apply(x, spec.fn, params, spec.local_fn, self.state)

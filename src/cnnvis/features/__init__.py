@@ -7,9 +7,9 @@ feature visualization says what a class logit, a channel or a neuron is looking 
     from cnnvis.features import visualize, channel_grid, top_patches, make_grid
 
     model = load_model()
-    goldfish = visualize(model, "goldfish")              # (3, 128, 128) in [0, 1]
+    goldfish = visualize(model, "goldfish")              # (3, 224, 224) in [0, 1]
     unit = visualize(model, "blocks.3:5", seed=1)         # channel 5 of blocks.3, mean
-    grid = channel_grid(model, "blocks.3", n=16)          # .images (16, 3, 128, 128)
+    grid = channel_grid(model, "blocks.3", n=16)          # .images (16, 3, 224, 224)
     best = top_patches(model, "blocks.3", 5, "photos/", k=9)   # .patches (9, 3, P, P)
 
 - `optimize`: activation maximization (Erhan et al. 2009; Olah et al. 2017) with
@@ -23,7 +23,6 @@ feature visualization says what a class logit, a channel or a neuron is looking 
 from .grid import grid_figure, make_grid, save_image
 from .objective import FeatureError, parse_feature_target
 from .optimize import (
-    DEFAULT_SIZE,
     DEFAULT_STEPS,
     FeatureVisualization,
     channel_grid,
@@ -36,7 +35,6 @@ from .patches import ReceptiveField, TopPatches, image_files, receptive_field, t
 from .transform import Robustness
 
 __all__ = [
-    "DEFAULT_SIZE",
     "DEFAULT_STEPS",
     "FeatureError",
     "FeatureVisualization",

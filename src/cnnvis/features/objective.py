@@ -75,11 +75,12 @@ def scores(
     with the image size.
     """
     if isinstance(targets[0], UnitTarget):
-        per_image = [t.scores(value[i : i + 1]) for i, t in enumerate(targets)]
-        out = torch.cat(per_image)
-        if targets[0].reduce == "sum" and value.dim() == 4:
-            out = out / (value.shape[2] * value.shape[3])
-        return out
+        area = value.shape[2] * value.shape[3] if value.dim() == 4 else 1
+        per_image = [
+            t.scores(value[i : i + 1]) / (area if t.reduce == "sum" else 1)
+            for i, t in enumerate(targets)
+        ]
+        return torch.cat(per_image)
     logits = select_logits(value, output_key)
     index = torch.tensor(list(targets), device=logits.device)
     return logits.gather(1, index[:, None]).squeeze(1)

@@ -43,8 +43,7 @@ from .transform import Robustness, random_affine
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 96
-DEFAULT_SIZE = 128
+DEFAULT_STEPS = 128
 DEFAULT_LR = 0.1
 DEFAULT_DECAY = 1.25
 GREY = 0.5
@@ -75,7 +74,7 @@ def maximize(
     targets: TargetLike | Sequence[TargetLike],
     *,
     steps: int = DEFAULT_STEPS,
-    size: int = DEFAULT_SIZE,
+    size: int | None = None,
     seed: int = 0,
     lr: float = DEFAULT_LR,
     robustness: Robustness | None = None,
@@ -90,13 +89,16 @@ def maximize(
     """One image per target, all optimized together in one batch (see the module docstring).
 
     `targets`: class indices or names, "class:INDEX", "LAYER:CHANNEL[@max|@Y,X]" or
-    `UnitTarget`s, all classes or all of one layer. Same seed, same arguments, same device ->
-    the same images. `progress`: a tqdm bar (default: when stderr is a terminal).
+    `UnitTarget`s, all classes or all of one layer. `size`: default the model's input size
+    (224 for the default model: 128 steps take about 7 s on one CPU core). Same seed, same
+    targets, same device -> the same images. `progress`: a tqdm bar (default: when stderr is
+    a terminal).
     """
     loaded = as_loaded(model)
     specs = [targets] if isinstance(targets, str | int | UnitTarget) else list(targets)
     if not specs:
         raise TargetError("no target given: pass a class, 'LAYER:CHANNEL', or a list of them")
+    size = loaded.preprocess.crop_size if size is None else size
     _check_budget(steps, size, lr)
     parsed = [parse_feature_target(s) for s in specs]
     robustness = Robustness() if robustness is None else robustness

@@ -1,0 +1,275 @@
+"""What every workload shares: the run context, result rows, models, inputs, baselines, agreement.
+
+Baselines (all on the model as the user has it: eval mode, parameters requiring grad):
+
+- `forward_backward` ("fb"): one plain forward + backward, `score.backward()` as a training step
+  or the tutorial's scripts do it: gradients reach the input and every parameter. This is the
+  pass the figures in shared/REFERENCE.md call "one plain forward+backward" (VGG16 1.81 s;
+  ResNet-50 3.1-3.5x its no-grad forward, which only a backward into the weights costs).
+- `forward_input_grad` ("fb-input"): forward + `autograd.grad(score, input)`: the least work any
+  input-gradient map needs (no weight gradients). Reported beside "fb" as the stricter yardstick.
+- `forward_autograd`: the forward alone, with autograd recording the graph.
+- `forward_no_grad`: the forward under `torch.no_grad()`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from .timing import Timing, measure
+
+SEED = 0
+
+
+@dataclass
+class Target:
+    """`value op threshold`, e.g. cnnvis/fb <= 1.5; `formula` names what the value is."""
+
+    formula: str
+    op: str  # "<=" or ">="
+    threshold: float
+
+    def check(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return value <= self.threshold if self.op == "<=" else value >= self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.formula} {self.op} {self.threshold:g}"
+
+
+@dataclass
+class Row:
+    """One line of the results table. `gate=False` rows are informational: shown, not enforced."""
+
+    workload: str
+    candidate: str
+    seconds: float | None = None
+    value: float | None = None
+    target: Target | None = None
+    gate: bool = True
+    note: str = ""
+
+    @property
+    def passed(self) -> bool | None:
+        if self.target is None or self.value is None:
+            return None
+        return self.target.check(self.value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "candidate": self.candidate,
+            "median_s": self.seconds,
+            "value": self.value,
+            "target": str(self.target) if self.target else None,
+            "passed": self.passed,
+            "gate": self.gate,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Context:
+    """Options of the run plus caches shared between workloads."""
+
+    quick: bool
+    repeats: int
+    device: torch.device
+    threads: int
+    baseline: str = "fb"  # the forward+backward that gates the "x one forward+backward" targets
+    timings: dict[str, dict[str, Timing]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    _models: dict[str, nn.Module] = field(default_factory=dict)
+
+    def model(self, name: str) -> nn.Module:
+        """A random-init torchvision model (seeded, eval mode, on the device), built once."""
+        if name not in self._models:
+            self._models[name] = build_model(name, self.device)
+        return self._models[name]
+
+    def measure(
+        self,
+        workload: str,
+        candidates: dict[str, Callable[[], object]],
+        repeats: int | None = None,
+        warmup: int = 1,
+    ) -> dict[str, Timing]:
+        """Time candidates interleaved (see `timing.measure`); log and keep every sample."""
+        timings = measure(
+            candidates, repeats=repeats or self.repeats, device=self.device, warmup=warmup
+        )
+        self.timings.setdefault(workload, {}).update(timings)
+        for t in timings.values():
+            log(f"  {workload:<22} {t.name:<26} median {t.median:8.4f} s  spread {t.spread:5.1%}")
+        return timings
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def build_model(name: str, device: torch.device) -> nn.Module:
+    torch.manual_seed(SEED)
+    model = getattr(torchvision.models, name)(weights=None)
+    return model.eval().to(device)
+
+
+def make_input(batch: int, device: torch.device, seed: int = SEED) -> torch.Tensor:
+    """A seeded (batch, 3, 224, 224) standard-normal tensor, i.e. already-normalized input."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 224, 224, generator=gen).to(device)
+
+
+def top1(model: nn.Module, x: torch.Tensor) -> list[int]:
+    with torch.no_grad():
+        return model(x).argmax(dim=1).tolist()
+
+
+def _scores(output: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+    index = torch.as_tensor(list(targets), device=output.device)[:, None]
+    return output.gather(1, index).sum()
+
+
+def forward_backward(model: nn.Module, x: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+    """One plain forward + `.backward()`: gradients at the input and at every parameter."""
+    model.zero_grad(set_to_none=True)
+    xx = x.detach().requires_grad_(True)
+    _scores(model(xx), targets).backward()
+    return xx.grad
+
+
+def forward_input_grad(model: nn.Module, x: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+    """Forward + the gradient at the input only (`autograd.grad`, no weight gradients)."""
+    xx = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(_scores(model(xx), targets), xx)
+    return grad
+
+
+def forward_autograd(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The forward with autograd recording (parameters require grad), graph then dropped."""
+    with torch.enable_grad():
+        return model(x).detach()
+
+
+def forward_no_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+BASELINES = ("fb", "fb-input")
+
+
+def baseline_names(ctx: Context) -> tuple[str, ...]:
+    """The forward+backward yardsticks timed in this run: both in a full run; in --quick only
+    the gating one (the other is informational and costs a pass per repeat)."""
+    return (ctx.baseline,) if ctx.quick else BASELINES
+
+
+def baseline_candidates(
+    ctx: Context, model: nn.Module, x: torch.Tensor, targets: Sequence[int]
+) -> dict[str, Callable[[], object]]:
+    """The yardsticks of `baseline_names` as timing candidates (see the module docstring)."""
+    every = {
+        "fb": lambda: forward_backward(model, x, targets),
+        "fb-input": lambda: forward_input_grad(model, x, targets),
+    }
+    return {name: every[name] for name in baseline_names(ctx)}
+
+
+def release_grads(model: nn.Module) -> None:
+    """Drop parameter gradients left by `.backward()`-based candidates (memory only)."""
+    model.zero_grad(set_to_none=True)
+
+
+def ratio_rows(
+    workload: str,
+    timings: dict[str, Timing],
+    candidate: str,
+    threshold: float,
+    ctx: Context,
+    what: str = "cnnvis",
+    note: str = "",
+    gate: bool = True,
+) -> list[Row]:
+    """`candidate / baseline <= threshold` for each yardstick timed; only `ctx.baseline` gates."""
+    rows = []
+    for base in baseline_names(ctx):
+        gating = gate and base == ctx.baseline
+        value = timings[candidate].median / timings[base].median
+        target = Target(f"{what}/{base}", "<=", threshold)
+        text = note if base == ctx.baseline else "info: the other yardstick (see --baseline)"
+        rows.append(
+            Row(workload, candidate, timings[candidate].median, value, target, gating, text)
+        )
+    return rows
+
+
+def speed_row(
+    workload: str,
+    timings: dict[str, Timing],
+    numerator: str,
+    denominator: str,
+    op: str,
+    threshold: float,
+    candidate: str = "cnnvis",
+    note: str = "",
+) -> Row:
+    """A gated `numerator/denominator op threshold` row on median times, shown on `candidate`."""
+    value = timings[numerator].median / timings[denominator].median
+    target = Target(f"{numerator}/{denominator}", op, threshold)
+    return Row(workload, candidate, timings[candidate].median, value, target, note=note)
+
+
+def time_row(workload: str, timing: Timing, note: str = "") -> Row:
+    return Row(workload, timing.name, timing.median, note=note)
+
+
+# --- agreement ----------------------------------------------------------------------------------
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The smallest per-image Pearson correlation between two batches of maps (float64).
+
+    Maps are flattened per image; a pair that is constant in both is counted as agreeing (1.0)
+    when equal up to a scale, and a pair constant in only one gives NaN (a failure).
+    """
+    a = torch.as_tensor(a).detach().to("cpu", torch.float64).reshape(a.shape[0], -1)
+    b = torch.as_tensor(b).detach().to("cpu", torch.float64).reshape(b.shape[0], -1)
+    if a.shape != b.shape:
+        raise ValueError(f"maps to compare differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    values = []
+    for u, v in zip(a, b, strict=True):
+        u, v = u - u.mean(), v - v.mean()
+        nu, nv = u.norm(), v.norm()
+        if nu == 0 and nv == 0:
+            values.append(1.0)
+        elif nu == 0 or nv == 0:
+            values.append(float("nan"))
+        else:
+            values.append(float((u @ v) / (nu * nv)))
+    return min(values, key=lambda c: -math.inf if math.isnan(c) else c)
+
+
+AGREEMENT = 0.999
+
+
+def agreement_row(workload: str, what: str, corr: float, note: str = "", gate: bool = True) -> Row:
+    return Row(workload, f"agree {what}", None, corr, Target("min r", ">=", AGREEMENT), gate, note)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the peers' warnings (deprecated hooks, 'hooks will be removed', ...)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,272 @@
+"""The FastAPI app: `create_app(...)` builds it, `cnnvis serve` runs it under uvicorn.
+
+Safety, by construction:
+- request bodies over the upload limit get 413 (from Content-Length, or as the stream passes
+  it); images over the pixel limit (checked from the header, before decoding) and files that
+  are not images get 422; every error is JSON `{"detail": ..., "error": ...}` in plain words;
+- the server writes no files: uploads are parsed in memory and downloads are made in memory;
+- model work runs on a small pool of worker threads (`workers`, default 2), so a burst of
+  requests queues instead of holding a graph per request; recorded forwards on one model are
+  serialized by the library (`cnnvis.guard.model_lock`), and each request has its own
+  recording, target and result, so concurrent requests never see each other's;
+- models are loaded on first use and kept in a small LRU; model names are checked by
+  `cnnvis.zoo` (unknown names get suggestions); model *files* are only served when given to
+  the server at start, never named by a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from .. import __version__
+from ..errors import CnnvisError, ModelError
+from ..model import LoadedModel
+from .forms import FormError, RequestTooLarge
+from .state import ModelCache, ResultStore
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MB = 1_000_000
+T = TypeVar("T")
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a server is set up; see `create_app` for the meaning of each field."""
+
+    model_name: str = "default"
+    weights: str | None = "DEFAULT"
+    device: str | None = None
+    output: str | None = None
+    max_upload_bytes: int = 20 * MB
+    max_pixels: int = 50_000_000
+    cache_size: int = 2
+    max_results: int = 16
+    workers: int = 2
+
+
+class Server:
+    """The app's state: its settings, the model cache, the results and the worker threads."""
+
+    def __init__(self, config: ServerConfig, model: LoadedModel | None = None) -> None:
+        if model is not None:
+            config = replace(config, model_name=model.name)
+        self.config = config
+        pinned = {(config.model_name, config.weights): model} if model is not None else None
+        self.models = ModelCache(self._load, config.cache_size, pinned)
+        self.results = ResultStore(config.max_results)
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def served(self) -> str:
+        return self.config.model_name
+
+    def _load(self, name: str, weights: str | None) -> LoadedModel:
+        from ..zoo import load_model
+
+        return load_model(name, weights=weights, device=self.config.device)
+
+    def model_key(self, name: str | None) -> tuple[str, str | None]:
+        """(name, weights) for a requested model; model files only if the server was given one."""
+        name = (name or "").strip() or self.served
+        if name == self.served:
+            return name, self.config.weights
+        if _looks_like_file(name):
+            raise ModelError(
+                f"{name!r} names a model file; this server only loads files named when it was "
+                f"started (cnnvis serve --model FILE); choose a model from /api/models"
+            )
+        return name, "DEFAULT"
+
+    def model(self, name: str | None) -> LoadedModel:
+        return self.models.get(*self.model_key(name))
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run model work on the worker threads; requests beyond `workers` wait their turn."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=max(1, self.config.workers), thread_name_prefix="cnnvis-web"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(work, *args))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _looks_like_file(name: str) -> bool:
+    from ..zoo import MODEL_FILE_SUFFIXES
+
+    return (
+        "/" in name
+        or "\\" in name
+        or name.startswith(("~", "."))
+        or name.lower().endswith(MODEL_FILE_SUFFIXES)
+        or os.path.exists(name)
+    )
+
+
+def create_app(
+    model_name: str | LoadedModel = "default",
+    *,
+    weights: str | None = "DEFAULT",
+    device: str | None = None,
+    output: str | None = None,
+    max_upload_mb: float = 20,
+    max_pixels: int = 50_000_000,
+    cache_size: int = 2,
+    max_results: int = 16,
+    workers: int = 2,
+    allowed_hosts: Sequence[str] | None = None,
+) -> FastAPI:
+    """The cnnvis web app: the page at `/`, the JSON API under `/api` (see `/docs`).
+
+    `model_name`: the model served by default ("default", "torchvision:NAME", "timm:NAME",
+    a file, or a `LoadedModel` object), with `weights` ("DEFAULT", a weights name, None for
+    random init, or a state-dict file) on `device`; other models named by a request load with
+    their pretrained weights. `max_upload_mb`: larger request bodies get 413. `max_pixels`:
+    larger images get 422 before they are decoded. `cache_size` models and `max_results`
+    results (for downloads) are kept. `workers`: threads doing model work at once.
+    `allowed_hosts`: Host headers accepted (e.g. only loopback names, against DNS rebinding).
+    """
+    model = model_name if isinstance(model_name, LoadedModel) else None
+    config = ServerConfig(
+        model_name=model.name if model is not None else str(model_name),
+        weights=weights,
+        device=device,
+        output=output,
+        max_upload_bytes=int(max_upload_mb * MB),
+        max_pixels=int(max_pixels),
+        cache_size=cache_size,
+        max_results=max_results,
+        workers=workers,
+    )
+    server = Server(config, model)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        server.close()
+
+    app = FastAPI(
+        title="cnnvis",
+        version=__version__,
+        summary="See what an image classifier looks at.",
+        description="The JSON API behind the cnnvis page. Errors are "
+        '`{"detail": "what went wrong and what to do", "error": "ImageError"}`: 413 for an '
+        "upload over the size limit, 422 for a non-image, an image over the pixel limit, or an "
+        "unknown model, method, layer or target, 404 for an unknown result.",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN: not offline
+        redoc_url=None,
+    )
+    app.state.cnnvis = server
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    _add_error_handlers(app)
+
+    from .routes import router
+
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=_page_headers())
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    return app
+
+
+def _page_headers() -> dict[str, str]:
+    return {"Content-Security-Policy": CSP, "Cache-Control": "no-cache"}
+
+
+# errors
+
+
+def error_response(status: int, detail: str, kind: str) -> JSONResponse:
+    return JSONResponse({"detail": detail, "error": kind}, status_code=status)
+
+
+def web_hints(message: str) -> str:
+    """The library's advice for Python users, said as what a user of the page or API can do."""
+    for old, new in (
+        ("see cnnvis.list_layers(model)", "see /api/layers"),
+        ("cnnvis.list_layers(model)", "/api/layers"),
+        ("see cnnvis.list_methods()", "see /api/methods"),
+        ("see cnnvis.list_samples()", "see /api/samples"),
+        ("; downscale it first or raise max_pixels", "; downscale it first"),
+        ("see `cnnvis models`", "see /api/models"),
+    ):
+        message = message.replace(old, new)
+    return message
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CnnvisError)
+    async def library_error(request: Request, error: CnnvisError) -> JSONResponse:
+        return error_response(422, web_hints(str(error)), type(error).__name__)
+
+    @app.exception_handler(RequestTooLarge)
+    async def too_large(request: Request, error: RequestTooLarge) -> JSONResponse:
+        response = error_response(413, str(error), "TooLarge")
+        response.headers["Connection"] = "close"  # the rest of the body is not read
+        return response
+
+    @app.exception_handler(FormError)
+    async def bad_form(request: Request, error: FormError) -> JSONResponse:
+        return error_response(422, str(error), "FormError")
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        parts = []
+        for item in error.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p not in ("query", "path"))
+            parts.append(f"{where or 'request'}: {item.get('msg', 'is not valid')}")
+        return error_response(422, "; ".join(parts), "FormError")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
+        return error_response(error.status_code, str(error.detail), kind)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return error_response(
+            500, f"the server failed unexpectedly ({type(error).__name__}: {error})", "Internal"
+        )
+
+
+__all__ = ["STATIC", "Server", "ServerConfig", "create_app"]

@@ -1,0 +1,464 @@
+"""The JSON API: /api/models, methods, samples, colormaps, layers, classify, explain, sweep,
+and the downloads of a result (figure PNG, maps NPZ, manifest JSON)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+from PIL import Image
+
+from ..errors import CnnvisError, MethodError
+from ..explanation import Explanation, Sweep
+from ..model import LoadedModel
+from . import views
+from .app import Server
+from .forms import ClassifyForm, ExplainForm, FormError, SweepForm, Upload, read_form, request_body
+from .schemas import (
+    ClassifyOut,
+    ColormapsOut,
+    ErrorOut,
+    ExplainOut,
+    LayersOut,
+    LimitsOut,
+    MethodOut,
+    ModelsOut,
+    SamplesOut,
+    SweepOut,
+)
+from .state import Result
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": "the upload is over the size limit"},
+    422: {"model": ErrorOut, "description": "not an image, too many pixels, or an unknown "
+          "model, method, layer or target"},  # fmt: skip
+}
+router = APIRouter(prefix="/api", responses={422: ERRORS[422]})
+
+
+def _server(request: Request) -> Server:
+    return request.app.state.cnnvis
+
+
+# listings
+
+
+@router.get("/models", response_model=ModelsOut, summary="The models this server can use")
+def models(request: Request) -> dict[str, Any]:
+    """The served model, the offline default, models with weights on this machine, and the
+    models loaded now. Other torchvision/timm names work too (their weights may download)."""
+    from ..zoo import available_models
+
+    server = _server(request)
+    loaded = {name for name, _ in server.models.loaded()}
+    entries: dict[str, dict[str, Any]] = {
+        server.served: {
+            "name": server.served,
+            "weights": server.config.weights,
+            "served": True,
+            "local": True,
+        }
+    }
+    for entry in available_models():
+        if entry["name"] not in entries and (entry["source"] == "default" or entry["local"]):
+            entries[entry["name"]] = {**entry, "served": False}
+    for name in loaded - set(entries):
+        entries[name] = {"name": name, "weights": "DEFAULT", "served": False, "local": True}
+    rows = [{**e, "loaded": e["name"] in loaded} for e in entries.values()]
+    return {"default": server.served, "cache_size": server.models.size, "models": rows}
+
+
+@router.get("/methods", response_model=list[MethodOut], summary="Every method, with its cost")
+def methods() -> list[dict[str, Any]]:
+    from ..methods import list_methods
+
+    return [
+        {
+            "name": m.name,
+            "kind": m.kind,
+            "summary": m.summary,
+            "formula": m.formula,
+            "paper": m.paper,
+            "passes": m.passes,
+            "needs": list(m.needs),
+            "needs_layer": m.needs_layer,
+            "many_passes": _many_passes(m.passes),
+        }
+        for m in list_methods()
+    ]
+
+
+def _many_passes(passes: str) -> bool:
+    """Whether a method's cost grows with a count (steps, samples, masks, windows, channels)."""
+    return bool(re.search(r"\bsteps\b|\bsamples\b|\bper (?!layer)", passes))
+
+
+@router.get("/samples", response_model=SamplesOut, summary="The bundled sample images")
+def samples() -> dict[str, Any]:
+    from ..images import list_samples
+
+    names = sorted(list_samples())
+    return {"default": "cat" if "cat" in names else None, "samples": names}
+
+
+@router.get("/limits", response_model=LimitsOut, summary="This server's limits")
+def limits(request: Request) -> dict[str, Any]:
+    config = _server(request).config
+    return {
+        "max_upload_bytes": config.max_upload_bytes,
+        "max_pixels": config.max_pixels,
+        "workers": config.workers,
+        "cache_size": config.cache_size,
+        "max_results": config.max_results,
+    }
+
+
+@router.get("/colormaps", response_model=ColormapsOut, summary="Colormaps for the page")
+def colormaps() -> dict[str, Any]:
+    return {"default": views.DEFAULT_COLORMAP, "colormaps": views.colormap_tables()}
+
+
+@router.get("/layers", response_model=LayersOut, summary="A model's layers, the default marked")
+async def layers(
+    request: Request,
+    model: str | None = Query(None, description="model name; empty: the server's model"),
+) -> dict[str, Any]:
+    server = _server(request)
+    return await server.run(_layers, server, model)
+
+
+def _layers(server: Server, name: str | None) -> dict[str, Any]:
+    from ..layers import list_layers
+
+    lm = server.model(name)
+    size = lm.preprocess.crop_size
+    infos = list_layers(lm.module, (1, 3, size, size))
+    rows = [
+        {**asdict(i), "output_shape": _shape(i.output_shape), "spatial": i.spatial}
+        for i in infos
+        if i.output_shape is not None
+    ]
+    default = next((i.name for i in infos if i.default), None)
+    return {"model": lm.name, "input_size": size, "default": default, "layers": rows}
+
+
+def _shape(shape: tuple[int, ...] | None) -> list[int] | None:
+    return None if shape is None else [int(d) for d in shape]
+
+
+# the work
+
+
+@router.post(
+    "/classify",
+    response_model=ClassifyOut,
+    summary="Top-k classes of an image",
+    responses=ERRORS,
+    openapi_extra=request_body(ClassifyForm),
+)
+async def classify(request: Request) -> dict[str, Any]:
+    server = _server(request)
+    form, upload = await read_form(request, ClassifyForm, server.config.max_upload_bytes)
+    return await server.run(_classify, server, form, upload)
+
+
+def _classify(server: Server, form: ClassifyForm, upload: Upload | None) -> dict[str, Any]:
+    from ..api import classify as classify_image
+
+    start = time.perf_counter()
+    source, image = _image(server, form.sample, upload)
+    lm = server.model(form.model)
+    found = classify_image(lm, image, form.top_k, output=server.config.output)
+    return {
+        "model": lm.name,
+        "source": source,
+        "image_size": list(image.size),
+        "input": views.picture(lm.preprocess.to_display(image)),
+        "predictions": views.predictions(found),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+@router.post(
+    "/explain",
+    response_model=ExplainOut,
+    summary="Maps of one or several methods for one image",
+    responses=ERRORS,
+    openapi_extra=request_body(ExplainForm),
+)
+async def explain(request: Request) -> dict[str, Any]:
+    """All methods share one recorded forward. A method that cannot run on this model (CAM
+    without a global-average-pool head) is listed in `skipped`; the others still run."""
+    server = _server(request)
+    form, upload = await read_form(request, ExplainForm, server.config.max_upload_bytes)
+    return await server.run(_explain, server, form, upload)
+
+
+def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[str, Any]:
+    from ..api import explain_many
+    from ..targets import parse_target
+
+    start = time.perf_counter()
+    names = _method_names(form.methods)
+    params = _params(form.params)
+    target = parse_target(form.target)
+    layer = None if (form.layer or "auto").lower() == "auto" else [form.layer]
+    source, image = _image(server, form.sample, upload)
+    lm = server.model(form.model)
+    failures: dict[str, CnnvisError] = {}
+    found = explain_many(
+        lm,
+        image,
+        names,
+        layer,
+        target,
+        output=server.config.output,
+        failures=failures,
+        top_k=form.top_k,
+        params=params,
+    )
+    if not found:
+        raise next(iter(failures.values()))
+    explanations = list(found.values())
+    skipped = [{"method": m, "detail": str(e)} for m, e in failures.items()]
+    layers = sorted({e.layer for e in explanations if e.layer})
+    facts = _facts(server, lm, source, image, form.target, start)
+    facts.update(layer=", ".join(layers) or None, skipped=skipped)
+    result = server.results.add(Result("explain", explanations, facts))
+    maps = []
+    for e in explanations:
+        values, blank = views.display_values(e.map[0], e.kind)
+        display = views.CAM_DISPLAY if e.kind == "cam" else views.PIXEL_DISPLAY
+        maps.append(
+            {
+                "method": e.method,
+                "kind": e.kind,
+                "layer": e.layer,
+                "title": views.title(e),
+                "values": values,
+                "display": display,
+                "blank": blank,
+            }
+        )
+    return {
+        **_common(result, explanations[0], facts),
+        "maps": maps,
+        "skipped": skipped,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+@router.post(
+    "/sweep",
+    response_model=SweepOut,
+    summary="One layer method at every layer of the main path",
+    responses=ERRORS,
+    openapi_extra=request_body(SweepForm),
+)
+async def sweep(request: Request) -> dict[str, Any]:
+    """One recorded forward and one backward to all layers at once (plus one per input rule
+    for guided Grad-CAM)."""
+    server = _server(request)
+    form, upload = await read_form(request, SweepForm, server.config.max_upload_bytes)
+    return await server.run(_sweep, server, form, upload)
+
+
+def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, Any]:
+    from ..api import sweep as sweep_layers
+    from ..targets import parse_target
+
+    start = time.perf_counter()
+    method = _method_names(form.method)[0]
+    target = parse_target(form.target)
+    spec: str | list[str] = form.layers or "all"
+    if "," in spec:
+        spec = [s.strip() for s in spec.split(",") if s.strip()]
+    source, image = _image(server, form.sample, upload)
+    lm = server.model(form.model)
+    result_sweep: Sweep = sweep_layers(lm, image, method, spec, target, output=server.config.output)
+    explanations = list(result_sweep.explanations.values())
+    facts = _facts(server, lm, source, image, form.target, start)
+    result = server.results.add(Result("sweep", explanations, facts, sweep=result_sweep))
+    rows = []
+    for name, e in result_sweep.explanations.items():
+        values, blank = views.display_values(e.map[0], e.kind)
+        shape = _shape(result_sweep.shapes.get(name)) or []
+        rows.append({"name": name, "output_shape": shape, "values": values, "blank": blank})
+    kind = explanations[0].kind
+    return {
+        **_common(result, explanations[0], facts),
+        "method": result_sweep.method,
+        "display": views.CAM_DISPLAY if kind == "cam" else views.PIXEL_DISPLAY,
+        "layers": rows,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+# helpers of the work routes
+
+
+def _method_names(spec: str) -> list[str]:
+    from ..methods import get_method
+
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise MethodError("no method given; name one or more, e.g. grad-cam (see /api/methods)")
+    return [get_method(name).name for name in dict.fromkeys(names)]
+
+
+def _params(text: str | None) -> dict[str, dict[str, Any]] | None:
+    if not text:
+        return None
+    try:
+        params = json.loads(text)
+    except ValueError as error:
+        raise FormError(f"params must be JSON such as {{\"rise\": {{\"masks\": 500}}}}: {error}")
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise FormError('params must map method names to objects, e.g. {"rise": {"masks": 500}}')
+    return params
+
+
+def _image(server: Server, sample: str | None, upload: Upload | None) -> tuple[str, Image.Image]:
+    """(source label, RGB image) from the upload or the sample; never a path on this machine."""
+    from ..errors import ImageError
+    from ..images import load_image
+
+    if upload is not None and sample:
+        raise ImageError("give either an image file or a sample, not both")
+    if upload is not None:
+        try:
+            image = load_image(upload.data, max_pixels=server.config.max_pixels)
+        except ImageError as error:
+            message = str(error).replace("the image bytes are", "the uploaded file is")
+            message = message.replace("the image bytes", f"the uploaded file {upload.filename!r}")
+            raise ImageError(message) from None
+        return upload.filename, image
+    if sample:
+        name = sample.removeprefix("sample:")
+        return f"sample:{name}", load_image(f"sample:{name}")
+    raise ImageError(
+        "no image: upload a file in the 'image' field, or name a sample in 'sample' "
+        "(see /api/samples)"
+    )
+
+
+def _facts(
+    server: Server, lm: LoadedModel, source: str, image: Image.Image, target: str | None, start: float
+) -> dict[str, Any]:
+    return {
+        "source": source,
+        "image_size": list(image.size),
+        "model": lm.name,
+        "weights": lm.weights,
+        "device": str(lm.device),
+        "input_size": lm.preprocess.crop_size,
+        "target": target or "top1",
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _common(result: Result, first: Explanation, facts: dict[str, Any]) -> dict[str, Any]:
+    base = f"/api/results/{result.id}"
+    return {
+        "id": result.id,
+        "model": facts["model"],
+        "source": facts["source"],
+        "image_size": facts["image_size"],
+        "input": views.picture(first.images[0]),
+        "target": {
+            "requested": facts["target"],
+            "index": first.targets[0],
+            "name": first.target_names[0],
+            "probability": _finite(first.probabilities[0]),
+        },
+        "predictions": views.predictions((first.predictions or [[]])[0]),
+        "downloads": {
+            "figure": f"{base}/figure.png",
+            "maps": f"{base}/maps.npz",
+            "manifest": f"{base}/manifest.json",
+        },
+    }
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
+# downloads
+
+
+def _result(request: Request, result_id: str) -> Result:
+    server = _server(request)
+    result = server.results.get(result_id)
+    if result is None:
+        raise HTTPException(
+            404,
+            f"no result {result_id!r} here: the server keeps the last {server.results.size} "
+            "results (and none across restarts); explain the image again",
+        )
+    return result
+
+
+def _filename(result: Result, suffix: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.facts["source"].split(":")[-1])
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    return f"cnnvis-{stem or 'image'}-{result.kind}{suffix}"
+
+
+def _download(content: bytes, media_type: str, filename: str) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(content, media_type=media_type, headers=headers)
+
+
+NOT_FOUND = {404: {"model": ErrorOut, "description": "no such result (only recent ones are kept)"}}
+
+
+@router.get(
+    "/results/{result_id}/figure.png",
+    summary="The figure of a result, as PNG",
+    responses={**NOT_FOUND, 200: {"content": {"image/png": {}}}},
+    response_class=Response,
+)
+async def figure(
+    request: Request,
+    result_id: str,
+    cmap: str = Query(views.DEFAULT_COLORMAP, description="a matplotlib colormap"),
+    alpha: float = Query(0.5, ge=0.0, le=1.0, description="opacity of the map over the image"),
+) -> Response:
+    result = _result(request, result_id)
+    from ..render import colormap
+
+    colormap(cmap)  # an unknown name is a 422 with suggestions
+    png = await _server(request).run(views.figure_png, result, cmap, alpha)
+    return _download(png, "image/png", _filename(result, ".png"))
+
+
+@router.get(
+    "/results/{result_id}/maps.npz",
+    summary="The raw, signed maps of a result, as NPZ",
+    responses={**NOT_FOUND, 200: {"content": {"application/octet-stream": {}}}},
+    response_class=Response,
+)
+async def maps(request: Request, result_id: str) -> Response:
+    result = _result(request, result_id)
+    data = await _server(request).run(views.maps_npz, result)
+    return _download(data, "application/octet-stream", _filename(result, ".npz"))
+
+
+@router.get(
+    "/results/{result_id}/manifest.json",
+    summary="What was run, on what, and the result",
+    responses={**NOT_FOUND, 200: {"content": {"application/json": {}}}},
+    response_class=Response,
+)
+async def manifest(request: Request, result_id: str) -> Response:
+    result = _result(request, result_id)
+    return _download(views.manifest_json(result), "application/json", _filename(result, ".json"))
+
+
+__all__ = ["router"]

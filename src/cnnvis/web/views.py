@@ -1,0 +1,178 @@
+"""Results as the page draws them and as files to download, all made in memory.
+
+The page colours the maps itself (so the colormap and the opacity change without a round
+trip): each map is sent as 8-bit display values in a grayscale PNG, with the colormaps as
+256-colour tables. The downloads are the same figure, raw maps and manifest the CLI writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import platform
+import threading
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import __version__, render
+from ..explanation import Explanation, Prediction
+from ..postprocess import abs_max_grayscale, is_blank, relu
+from .state import Result
+
+COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "hot", "gray")
+DEFAULT_COLORMAP = "jet"
+CAM_DISPLAY = "ReLU, then min-max to 0-255"
+PIXEL_DISPLAY = "|R|+|G|+|B|, scaled to its 99th percentile, to 0-255"
+
+_FIGURE_LOCK = threading.Lock()  # matplotlib is not thread-safe enough to draw in parallel
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=3)
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def picture(image: torch.Tensor) -> str:
+    """A [0, 1] image tensor (3, H, W) as a PNG data URL."""
+    return data_url(png_bytes(render.to_pil(image)))
+
+
+def display_values(map_: torch.Tensor, kind: str) -> tuple[str, bool]:
+    """One raw map as (grayscale PNG data URL of its display values, blank?).
+
+    CAMs: ReLU, then min-max (the tutorial's overlay); pixel maps: the tutorial's grayscale.
+    """
+    m = map_.detach().float().cpu()
+    if kind == "cam":
+        shown = relu(m[None])
+        blank = bool(is_blank(shown)[0])
+        image = render.heatmap(shown[0], cmap="gray")
+    else:
+        blank = bool(is_blank(abs_max_grayscale(m[None]))[0])
+        image = render.pixel_map_image(m, "gray")
+    return data_url(png_bytes(image.convert("L"))), blank
+
+
+def colormap_tables() -> dict[str, str]:
+    """Each offered colormap as 256 colours in one hex string (rrggbb...)."""
+    ramp = np.linspace(0.0, 1.0, 256)
+    tables = {}
+    for name in COLORMAPS:
+        rgb = np.round(render.colormap(name)(ramp)[:, :3] * 255).astype(np.uint8)
+        tables[name] = rgb.tobytes().hex()
+    return tables
+
+
+def predictions(items: list[Prediction] | None) -> list[dict[str, Any]]:
+    return [asdict(p) for p in items or []]
+
+
+def map_key(e: Explanation) -> str:
+    """The map's name in maps.npz, as the CLI writes it: 'gradient', 'grad-cam@layer4'."""
+    return e.method if e.layer is None else f"{e.method}@{e.layer}"
+
+
+def title(e: Explanation) -> str:
+    return e.method if e.layer is None else f"{e.method} @ {e.layer}"
+
+
+# downloads
+
+
+def figure_png(result: Result, cmap: str, alpha: float) -> bytes:
+    """The explain figure (the tutorial's panel) or the sweep grid, as PNG bytes."""
+    with _FIGURE_LOCK:
+        if result.sweep is not None:
+            fig = render.sweep_figure(result.sweep, 0, cmap, alpha=alpha)
+        else:
+            fig = render.explanation_figure(result.explanations, 0, cmap, alpha=alpha)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, facecolor="white")
+        fig.clear()
+    return buffer.getvalue()
+
+
+def maps_npz(result: Result) -> bytes:
+    """The raw, signed maps (float32) and the input picture, as a compressed NPZ."""
+    if result.sweep is not None:
+        arrays = {layer: _array(e.map[0]) for layer, e in result.sweep.explanations.items()}
+    else:
+        arrays = {map_key(e): _array(e.map[0]) for e in result.explanations}
+    arrays["image"] = _array(result.explanations[0].images[0])
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()
+
+
+def manifest_json(result: Result) -> bytes:
+    """What was run on what, and the result: the fields of the CLI's manifest.json."""
+    first = result.explanations[0]
+    facts = result.facts
+    manifest = {
+        "cnnvis": __version__,
+        "command": f"serve {result.kind}",
+        "id": result.id,
+        "source": facts["source"],
+        "image_size": facts["image_size"],
+        "model": facts["model"],
+        "weights": facts["weights"],
+        "device": facts["device"],
+        "input_size": facts["input_size"],
+        "target": {
+            "requested": facts["target"],
+            "index": first.targets[0],
+            "name": first.target_names[0],
+            "probability": first.probabilities[0],
+        },
+        "predictions": predictions((first.predictions or [[]])[0]),
+        "seconds": round(facts["seconds"], 4),
+        "versions": {
+            "cnnvis": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    if result.sweep is not None:
+        manifest["method"] = result.sweep.method
+        manifest["layers"] = [
+            {"layer": layer, "output_shape": list(result.sweep.shapes[layer]), "npz_key": layer}
+            for layer in result.sweep.layers
+        ]
+    else:
+        manifest["layer"] = facts.get("layer")
+        manifest["methods"] = [
+            {
+                "method": e.method,
+                "kind": e.kind,
+                "layer": e.layer,
+                "npz_key": map_key(e),
+                "shape": list(e.map[0].shape),
+                "dtype": str(e.map.dtype).removeprefix("torch."),
+                "params": e.params,
+            }
+            for e in result.explanations
+        ]
+        manifest["skipped"] = facts.get("skipped", [])
+    manifest["files"] = {"maps": "maps.npz", "npz_keys": [*_npz_keys(result), "image"]}
+    return (json.dumps(manifest, indent=2, default=str) + "\n").encode()
+
+
+def _npz_keys(result: Result) -> list[str]:
+    if result.sweep is not None:
+        return list(result.sweep.layers)
+    return [map_key(e) for e in result.explanations]

@@ -1,0 +1,204 @@
+"""The `cnnvis serve` command: the web page and its JSON API under uvicorn.
+
+Wire it in with `add_parser(subparsers)` in `cli.build_parser` and `cmd_serve` in `commands`;
+it reuses the CLI's model flags. Until then, `python -m cnnvis.web_cli serve ...` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXAMPLES = """examples:
+  cnnvis serve                                       # http://127.0.0.1:8000, the default model
+  cnnvis serve --port 8080 --model torchvision:resnet50
+  cnnvis serve --model torchvision:resnet18 --weights none --port 0   # random init, free port
+
+  The page: drop an image (or pick a sample), click a prediction to explain it, compare
+  methods side by side, sweep the layers, download the figure, the raw maps and a manifest.
+  The JSON API is described at /openapi.json. It listens on this computer only unless --host
+  says otherwise; there is no login, so think twice before --host 0.0.0.0.
+"""
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `serve` to the CLI's sub-parsers (the object `add_subparsers()` returned)."""
+    from .cli import _add_model_args, positive_int
+
+    about = "Serve the web page and its JSON API (FastAPI under uvicorn)."
+    p = subparsers.add_parser(
+        "serve",
+        help=about,
+        description=about,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this computer only)",
+    )
+    p.add_argument(
+        "--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)"
+    )
+    _add_model_args(p)
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        help="larger uploads get HTTP 413 (default: %(default)g)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=50_000_000,
+        help="larger images get HTTP 422 before they are decoded (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cache-size", type=positive_int, default=2, help="models kept loaded (default: 2)"
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=2,
+        help="requests doing model work at once; the others wait (default: 2)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no line per request")
+    p.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+    return p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Check the settings, bind the port (a clear error if it is taken), then serve until ^C."""
+    try:
+        import uvicorn
+
+        from .web import create_app
+    except ImportError as error:
+        print(
+            f"cnnvis: error: `cnnvis serve` needs the web extra ({error.name or error} is "
+            "missing): pip install 'cnnvis[web]'",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 <= args.port <= 65535:
+        print(f"cnnvis: error: --port must be 0-65535, got {args.port}", file=sys.stderr)
+        return 2
+    if args.max_upload_mb <= 0:
+        print("cnnvis: error: --max-upload-mb must be more than 0", file=sys.stderr)
+        return 2
+    check_model_name(args.model)
+    weights = None if str(args.weights).lower() in ("none", "random") else args.weights
+    loopback = is_loopback(args.host)
+    if not loopback:
+        print(
+            f"cnnvis: warning: listening on {args.host}: anyone who can reach this computer "
+            "can use the page and the API (there is no login)",
+            file=sys.stderr,
+        )
+    app = create_app(
+        args.model,
+        weights=weights,
+        device=args.device,
+        output=args.output,
+        max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels,
+        cache_size=args.cache_size,
+        workers=args.workers,
+        allowed_hosts=[*LOOPBACK_NAMES, args.host] if loopback else None,
+    )
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as error:
+        print(
+            f"cnnvis: error: cannot listen on {args.host}:{args.port}: "
+            f"{error.strerror or error}; choose another --port (or stop what uses it)",
+            file=sys.stderr,
+        )
+        return 1
+    port = sock.getsockname()[1]
+    print(f"cnnvis: serving {args.model} at {url(args.host, port)}  (Ctrl+C stops)", flush=True)
+    level = "debug" if args.debug else ("warning" if args.quiet else "info")
+    config = uvicorn.Config(
+        app, log_level=level, access_log=not args.quiet, timeout_graceful_shutdown=5
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def check_model_name(name: str) -> None:
+    """Refuse an unknown model name at start (ModelError with suggestions), without loading it."""
+    from . import zoo
+
+    source, arch = zoo._parse_name(name)
+    if source == "torchvision":
+        zoo._torchvision_arch(arch)
+    elif source == "timm":
+        zoo._check_timm_arch(arch)
+    elif source == "file":
+        from pathlib import Path
+
+        from .errors import ModelError
+
+        if not Path(arch).expanduser().is_file():
+            raise ModelError(f"model file not found: {arch} ({zoo.NAME_HINT})")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def url(host: str, port: int) -> str:
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m cnnvis.web_cli serve ...`: the command on its own, with the CLI's logging."""
+    from . import cli
+    from .errors import CnnvisError
+
+    parser = argparse.ArgumentParser(prog="cnnvis")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    level = cli.logging.DEBUG if args.debug else cli.logging.INFO
+    with cli._logging(level):
+        try:
+            return cmd_serve(args)
+        except CnnvisError as error:
+            print(f"cnnvis: error: {error}", file=sys.stderr)
+            return error.exit_code
+        except KeyboardInterrupt:
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
