@@ -98,6 +98,18 @@ class Case:
     x: torch.Tensor
     layer: str
     results: dict[tuple[str, str | None], cnnvis.Explanation]
+    _captum_raw: torch.Tensor | None = None
+
+    def captum_grad_cam(self, relu: bool) -> torch.Tensor:
+        """Captum's LayerGradCam (N, 1, h, w); the raw one is computed once and shared."""
+        gradcam = captum_attr.LayerGradCam(self.model, self.module)
+        if relu:
+            return gradcam.attribute(self.x, target=self.targets, relu_attributions=True)
+        if self._captum_raw is None:
+            self._captum_raw = gradcam.attribute(
+                self.x, target=self.targets, relu_attributions=False
+            )
+        return self._captum_raw
 
     @property
     def module(self) -> nn.Module:
@@ -168,9 +180,8 @@ CAM_MODELS = ["vgg16", "resnet50", "densenet121", "mobilenet_v3_large"]
 def test_grad_cam_layer_map_matches_captum(cases, name):
     case = cases[name]
     ours = case.layer_result("grad-cam").layer_map
-    gradcam = captum_attr.LayerGradCam(case.model, case.module)
-    relu = gradcam.attribute(case.x, target=case.targets, relu_attributions=True)
-    raw = gradcam.attribute(case.x, target=case.targets, relu_attributions=False)
+    relu = case.captum_grad_cam(relu=True)
+    raw = case.captum_grad_cam(relu=False)
     assert relu.shape == (2, 1, *ours.shape[1:])
     assert (relu.flatten(1).amax(1) > 0).all(), "each image's ReLU(Grad-CAM) must be non-zero"
     assert rel_err(ours.clamp(min=0), relu[:, 0]) <= 1e-4
@@ -183,13 +194,11 @@ def test_grad_cam_upsampled_matches_captum_bilinear_interpolate(cases, name):
     "bilinear" that is align_corners=False, as in cnnvis; its default "nearest" is not."""
     case = cases[name]
     result = case.layer_result("grad-cam")
-    raw = captum_attr.LayerGradCam(case.model, case.module).attribute(
-        case.x, target=case.targets, relu_attributions=False
-    )
+    raw = case.captum_grad_cam(relu=False)
     up = captum_attr.LayerAttribution.interpolate(raw, (SIZE, SIZE), interpolate_mode="bilinear")
     assert result.map.shape == (2, SIZE, SIZE)
     assert rel_err(result.map, up[:, 0]) <= 1e-4
-    # ReLU commutes with nothing here: compare the display maps as they are built, too
+    # and the display map, ReLU then upsample, as each library builds it
     relu_up = captum_attr.LayerAttribution.interpolate(
         raw.clamp(min=0), (SIZE, SIZE), interpolate_mode="bilinear"
     )

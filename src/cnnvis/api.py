@@ -278,10 +278,11 @@ def sweep(
     x, _ = prepare_inputs(lm, images)
     shape = (1, *x.shape[1:])
     names = sweep_layers(lm.module, layers, shape)
-    shapes = {i.name: i.output_shape for i in probe(lm.module, shape) if i.name in names}
-    spatial = [n for n in names if shapes.get(n) is not None and len(shapes[n]) == 4]
+    infos = {i.name: i for i in probe(lm.module, shape) if i.name in names}
+    shapes = {n: i.output_shape for n, i in infos.items()}
+    spatial = [n for n in names if n in infos and infos[n].spatial]
     if not spatial:
-        raise LayerError("none of the chosen layers has a spatial (N, C, H, W) output")
+        raise LayerError("none of the chosen layers has a spatial (N, C, H, W) or token output")
     results = explain_many(lm, images, [method], spatial, target, output=output)
     explanations = {layer: results[(info.name, layer)] for layer in spatial}
     return Sweep(

@@ -33,9 +33,9 @@ from .targets import UnitTarget
 
 EXAMPLES = """examples:
   cnnvis features --target goldfish                  # the picture of a class (name or index)
-  cnnvis features --target class:967 --steps 256 --size 224
+  cnnvis features --target class:967 --steps 256 --seed 3
   cnnvis features --target blocks.3:5                # channel 5 of blocks.3 (mean over space)
-  cnnvis features --target blocks.3:5@4,4            # one neuron of that channel
+  cnnvis features --target blocks.3:5@7,7            # one neuron of that channel
   cnnvis features --layer blocks.3 --channels 16     # its first 16 channels, as one grid
   cnnvis features --top-patches photos/ --layer blocks.3 --channel 5 --k 9
 """
@@ -279,9 +279,17 @@ def _channels(spec: str | None) -> list[int]:
 
 
 def _settings(args: argparse.Namespace, model: LoadedModel) -> dict[str, Any]:
-    return {"model": model.name, "weights": model.weights, "out": str(args.out)} | {
-        k: v for k, v in _options(args).items() if k not in ("progress", "robustness")
-    }
+    options = {k: v for k, v in _options(args).items() if k not in ("progress", "robustness")}
+    size = args.size or model.preprocess.crop_size
+    robust = {"jitter": args.jitter, "scale": list(args.scale), "degrees": args.degrees}
+    return (
+        {"model": model.name, "weights": model.weights, "out": str(args.out)}
+        | options
+        | {
+            "size": size,
+            "robustness": robust,
+        }
+    )
 
 
 def _item(result: FeatureVisualization, i: int, path: Path) -> dict[str, Any]:

@@ -34,8 +34,12 @@ class LayerInfo:
 
     @property
     def spatial(self) -> bool:
+        """A feature map (N, C, H, W) with H*W > 1, or transformer tokens (N, T, C) with T > 1
+        (CAM methods lay tokens out on the patch grid)."""
         s = self.output_shape
-        return s is not None and len(s) == 4 and s[2] * s[3] > 1
+        if s is None:
+            return False
+        return (len(s) == 4 and s[2] * s[3] > 1) or (len(s) == 3 and s[1] > 1)
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:

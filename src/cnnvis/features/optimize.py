@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,42 +96,35 @@ def maximize(
     a terminal).
     """
     loaded = as_loaded(model)
-    specs = [targets] if isinstance(targets, str | int | UnitTarget) else list(targets)
-    if not specs:
-        raise TargetError("no target given: pass a class, 'LAYER:CHANNEL', or a list of them")
+    parsed = _parse(targets)
     size = loaded.preprocess.crop_size if size is None else size
     _check_budget(steps, size, lr)
-    parsed = [parse_feature_target(s) for s in specs]
-    robustness = Robustness() if robustness is None else robustness
     device, dtype = device_dtype(loaded.module)
     generator = torch.Generator().manual_seed(seed)
     image = ImageParam(
         len(parsed), size, generator, fourier=fourier, decorrelate=decorrelate,
-        decay_power=decay_power, device=device, dtype=dtype,
+        decay_power=decay_power, device=device,
+        dtype=torch.float64 if dtype == torch.float64 else torch.float32,
     )  # fmt: skip
-    optimizer = torch.optim.Adam([image.tensor], lr=lr)
-    layer = common_layer(parsed)
-    history = []
-    with hooked_forward(loaded.module, layer) as forward:
+    with hooked_forward(loaded.module, common_layer(parsed)) as forward:
         grey = torch.full((len(parsed), 3, size, size), GREY, device=device, dtype=dtype)
         resolved, grey_scores = _prepare(loaded, forward, parsed, grey, output)
-        for _ in _steps(steps, progress, _describe(loaded, resolved)):
-            x = image()
-            seen = random_affine(x, robustness, generator)
-            score = scores(resolved, forward(loaded.preprocess.normalize(seen)), output)
-            loss = -score.sum() + tv * total_variation(x) + blur * blur_penalty(x)
-            (image.tensor.grad,) = torch.autograd.grad(loss, [image.tensor])
-            optimizer.step()
-            history.append(score.detach().cpu())
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            return scores(resolved, forward(loaded.preprocess.normalize(x.to(dtype))), output)
+
+        step = _Ascent(image, score, lr, robustness or Robustness(), generator, tv, blur)
+        bar = _progress_bar(steps, progress, _describe(loaded, resolved))
+        history = _repeat(step, steps, bar)
         with torch.no_grad():
             final = image()
-            final_scores = scores(resolved, forward(loaded.preprocess.normalize(final)), output)
+            final_scores = score(final)
     return FeatureVisualization(
-        images=final.detach().cpu(),
+        images=final.detach().float().cpu(),
         targets=resolved,
         labels=[label(loaded, t) for t in resolved],
-        scores=final_scores.cpu(),
-        grey_scores=grey_scores.cpu(),
+        scores=final_scores.float().cpu(),
+        grey_scores=grey_scores.float().cpu(),
         history=torch.stack(history) if history else torch.empty(0, len(resolved)),
         steps=steps,
         size=size,
@@ -138,15 +132,53 @@ def maximize(
     )
 
 
+class _Ascent:
+    """One step of gradient ascent on the image's parameters per call; returns the scores
+    (N,) of the transformed images it saw."""
+
+    def __init__(
+        self,
+        image: ImageParam,
+        score: Callable[[torch.Tensor], torch.Tensor],
+        lr: float,
+        robustness: Robustness,
+        generator: torch.Generator,
+        tv: float,
+        blur: float,
+    ) -> None:
+        self.image, self.score, self.robustness = image, score, robustness
+        self.generator, self.tv, self.blur = generator, tv, blur
+        self.optimizer = torch.optim.Adam([image.tensor], lr=lr)
+
+    def __call__(self) -> torch.Tensor:
+        x = self.image()
+        score = self.score(random_affine(x, self.robustness, self.generator))
+        loss = -score.sum()
+        if self.tv:
+            loss = loss + self.tv * total_variation(x)
+        if self.blur:
+            loss = loss + self.blur * blur_penalty(x)
+        # the image's parameters alone: the model's parameters never get a .grad
+        (self.image.tensor.grad,) = torch.autograd.grad(loss, [self.image.tensor])
+        self.optimizer.step()
+        return score.detach().float().cpu()
+
+
 def visualize(
-    model: nn.Module | LoadedModel, target: TargetLike, **options: object
+    model: nn.Module | LoadedModel,
+    target: TargetLike,
+    *,
+    steps: int = DEFAULT_STEPS,
+    size: int | None = None,
+    seed: int = 0,
+    **options: Any,
 ) -> torch.Tensor:
     """The image (3, size, size) in [0, 1] that maximizes one class logit, channel or neuron.
 
     `target`: 1, "goldfish", "class:1", "blocks.3:5" (channel mean), "blocks.3:5@4,4" (one
-    neuron). Options as for `maximize` (steps, size, seed, lr, robustness, tv, blur, ...).
+    neuron). More options as for `maximize` (lr, robustness, tv, blur, decay_power, ...).
     """
-    return maximize(model, [target], **options).images[0]  # type: ignore[arg-type]
+    return maximize(model, [target], steps=steps, size=size, seed=seed, **options).images[0]
 
 
 def channel_grid(
@@ -155,13 +187,13 @@ def channel_grid(
     n: int = 16,
     *,
     channels: Sequence[int] | None = None,
-    **options: object,
+    **options: Any,
 ) -> FeatureVisualization:
     """The first `n` channels of `layer` (or the given `channels`), one image each, optimized
     together as one batch. Draw them with `features.make_grid` or `features.grid_figure`."""
     chosen = list(range(n)) if channels is None else list(channels)
     targets = [UnitTarget(layer, c) for c in chosen]
-    return maximize(model, targets, **options)  # type: ignore[arg-type]
+    return maximize(model, targets, **options)
 
 
 def measure(
@@ -174,21 +206,21 @@ def measure(
     """The targets' scores (N,) on [0, 1] images (N, 3, H, W), as `maximize` scores them (one
     target for all images, or one per image). No gradients; the model is left as it was."""
     loaded = as_loaded(model)
-    specs = [targets] if isinstance(targets, str | int | UnitTarget) else list(targets)
-    parsed = [parse_feature_target(s) for s in specs] * (len(images) if len(specs) == 1 else 1)
+    parsed = _parse(targets)
+    parsed = parsed * len(images) if len(parsed) == 1 else parsed
     if len(parsed) != len(images):
-        raise TargetError(f"{len(specs)} targets for {len(images)} images; give 1 or one each")
+        raise TargetError(f"{len(parsed)} targets for {len(images)} images; give 1 or one each")
     layer = common_layer(parsed)
     device, dtype = device_dtype(loaded.module)
     with hooked_forward(loaded.module, layer) as forward, torch.no_grad():
-        images = images.to(device, dtype)
-        return _prepare(loaded, forward, parsed, images, output)[1].cpu()
+        return _prepare(loaded, forward, parsed, images.to(device, dtype), output)[1].cpu()
 
 
 def label(model: LoadedModel, target: Target) -> str:
-    """'goldfish (1)' for a class, 'blocks.3:5@sum' for a unit."""
+    """'goldfish (1)' for a class; 'blocks.3:5' for a channel mean, 'blocks.3:5@max',
+    'blocks.3:5@4,2' for the other unit targets."""
     if isinstance(target, UnitTarget):
-        return str(target)
+        return f"{target.layer}:{target.channel}" if target.reduce == "sum" else str(target)
     return f"{model.class_name(target)} ({target})"
 
 
@@ -240,14 +272,36 @@ def _describe(model: LoadedModel, targets: list[Target]) -> str:
     return first if len(targets) == 1 else f"{first} +{len(targets) - 1}"
 
 
-def _steps(steps: int, progress: bool | None, desc: str):
+def _repeat(step: Callable[[], torch.Tensor], steps: int, bar: Any) -> list[torch.Tensor]:
+    """`steps` calls of `step`, ticking the progress bar (closed also on error)."""
+    try:
+        history = []
+        for _ in range(steps):
+            history.append(step())
+            if bar is not None:
+                bar.update()
+        return history
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _parse(targets: TargetLike | Sequence[TargetLike]) -> list[int | str | UnitTarget]:
+    specs = [targets] if isinstance(targets, str | int | UnitTarget) else list(targets)
+    if not specs:
+        raise TargetError("no target given: pass a class, 'LAYER:CHANNEL', or a list of them")
+    return [parse_feature_target(spec) for spec in specs]
+
+
+def _progress_bar(steps: int, progress: bool | None, desc: str) -> Any:
+    """A tqdm bar on stderr, or None (`progress` None: only when stderr is a terminal)."""
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
-        return range(steps)
+    if not progress or steps < 2:
+        return None
     from tqdm import tqdm
 
-    return tqdm(range(steps), desc=desc, file=sys.stderr, leave=False, unit="step")
+    return tqdm(total=steps, desc=desc, file=sys.stderr, leave=False, unit="step")
 
 
 def _check_budget(steps: int, size: int, lr: float) -> None:

@@ -227,6 +227,7 @@ def web_hints(message: str) -> str:
         ("see cnnvis.list_methods()", "see /api/methods"),
         ("see cnnvis.list_samples()", "see /api/samples"),
         ("; downscale it first or raise max_pixels", "; downscale it first"),
+        (", or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file", ""),
         ("see `cnnvis models`", "see /api/models"),
     ):
         message = message.replace(old, new)

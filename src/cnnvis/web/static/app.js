@@ -182,6 +182,25 @@ function fillSamples(data) {
   for (const name of data.samples) $("sample").append(option(name, name, false));
 }
 
+function drawLegend() {
+  const legend = $("legend");
+  const ctx = legend.getContext("2d");
+  const lut = state.colormaps[state.cmap];
+  if (!lut) return;
+  const pixels = ctx.createImageData(legend.width, legend.height);
+  for (let x = 0; x < legend.width; x += 1) {
+    const v = Math.round((255 * x) / (legend.width - 1)) * 3;
+    for (let y = 0; y < legend.height; y += 1) {
+      const i = 4 * (y * legend.width + x);
+      pixels.data[i] = lut[v];
+      pixels.data[i + 1] = lut[v + 1];
+      pixels.data[i + 2] = lut[v + 2];
+      pixels.data[i + 3] = 255;
+    }
+  }
+  ctx.putImageData(pixels, 0, 0);
+}
+
 function fillColormaps(data) {
   state.colormaps = {};
   for (const [name, hex] of Object.entries(data.colormaps)) {
@@ -191,6 +210,7 @@ function fillColormaps(data) {
     $("cmap").append(option(name, name, name === data.default));
   }
   state.cmap = data.default;
+  drawLegend();
 }
 
 function selectedMethods() {
@@ -211,10 +231,10 @@ async function loadLayers() {
   state.layers = null;
   const data = await busy("Loading the model's layers…", () =>
     getJSON("/api/layers?model=" + encodeURIComponent(state.model)));
-  if (data) {
-    state.layers = data;
-    fillLayers();
-  }
+  if (!data) return false;
+  state.layers = data;
+  fillLayers();
+  return true;
 }
 
 function shapeText(shape) {
@@ -238,6 +258,7 @@ function fillLayers() {
 // ------------------------------------------------------------------ image and predictions
 
 function chooseFile(file) {
+  $("file").value = "";  // choosing the same file again must fire "change" again
   if (!file) return;
   clearError();
   if (file.size > state.maxUpload) {
@@ -245,29 +266,37 @@ function chooseFile(file) {
       "accepts images up to " + (state.maxUpload / 1e6).toFixed(0) + " MB. Downscale or re-compress it.");
     return;
   }
-  $("sample").value = "";
-  state.image = { file };
-  classify();
+  classify({ file });
 }
 
 function chooseSample(name) {
   clearError();
   if (!name) return;
-  state.image = { sample: name };
-  classify();
+  classify({ sample: name });
 }
 
-async function classify() {
+// Classify `image`; only when that works does it become the page's image (a file that is not
+// an image leaves the previous picture, predictions and maps as they were).
+async function classify(image) {
+  const previous = state.image;
+  state.image = image;
+  const data = await busy("Classifying the image…", () => postForm("/api/classify", { top_k: 5 }));
+  if (!data) {
+    state.image = previous;
+    $("sample").value = previous && previous.sample ? previous.sample : "";
+    updateButtons();
+    return false;
+  }
+  $("sample").value = image.sample || "";
   state.target = null;
   resetResults();
-  const data = await busy("Classifying the image…", () => postForm("/api/classify", { top_k: 5 }));
-  if (!data) return;
   state.predictions = data.predictions;
   await setInput(data.input);
   const size = data.image_size.join("×");
   $("source").textContent = data.source + " · " + size + " px, shown as the model sees it";
   $("preview").hidden = false;
   renderPredictions();
+  return true;
 }
 
 function setInput(url) {
@@ -368,7 +397,7 @@ function renderExplain() {
   const t = data.target;
   const summary = $("explain-summary");
   summary.replaceChildren("Why ", strong(t.name), " (class " + t.index + ", " + percent(t.probability) +
-    ")? Warmer colours mark what raised this class's score most.");
+    ")? The higher the map (see the colour scale), the more that region raised this class's score.");
   summary.hidden = false;
   const maps = $("maps");
   maps.replaceChildren(panel(null, "input", "the picture the model saw"));
@@ -531,15 +560,24 @@ function bindControls() {
   window.addEventListener("drop", (event) => event.preventDefault());
   $("model").addEventListener("change", async (event) => {
     clearError();
+    const previous = state.model;
     state.model = event.target.value;
-    await loadLayers();
-    if (state.image) await classify();
+    if (!(await loadLayers())) {  // the model could not be loaded: keep the one we had
+      const message = $("error-text").textContent;
+      state.model = previous;
+      event.target.value = previous;
+      await loadLayers();
+      showError(message);
+      return;
+    }
+    if (state.image) await classify(state.image);
   });
   $("all-layers").addEventListener("change", () => { if (state.layers) fillLayers(); });
   $("explain").addEventListener("click", explain);
   $("sweep").addEventListener("click", sweep);
   $("cmap").addEventListener("change", (event) => {
     state.cmap = event.target.value;
+    drawLegend();
     drawExplain();
     drawSweep();
     updateDownloads();
