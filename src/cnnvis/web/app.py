@@ -228,6 +228,7 @@ def web_hints(message: str) -> str:
         ("see cnnvis.list_samples()", "see /api/samples"),
         ("; downscale it first or raise max_pixels", "; downscale it first"),
         (", or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file", ""),
+        ("in a format PIL can read (unknown or unsupported)", "in a format cnnvis can read"),
         ("see `cnnvis models`", "see /api/models"),
     ):
         message = message.replace(old, new)

@@ -91,6 +91,7 @@ async function busy(message, work) {
 function showError(message) {
   $("error-text").textContent = message;
   $("error").hidden = false;
+  $("error").scrollIntoView({ block: "nearest" });
 }
 
 function clearError() {
