@@ -49,7 +49,12 @@ def server(tmp_path_factory):
         assert match, f"the server did not say where it listens: {line!r}"
         # (importing timm makes torch create an empty torchinductor_USER folder in TMPDIR)
         before = _tree(cwd) | _tree(tmp)
-        yield {"url": match.group(0), "process": process, "files": lambda: _tree(cwd) | _tree(tmp), "before": before}
+        yield {
+            "url": match.group(0),
+            "process": process,
+            "files": lambda: _tree(cwd) | _tree(tmp),
+            "before": before,
+        }
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -145,6 +150,27 @@ def test_fifty_concurrent_explains_get_their_own_targets(server):
         assert marks[f"burst {round_} s"] < 45
     # the server writes nothing: no upload spooled, no file in its cwd or temporary folder
     assert server["files"]() == server["before"]
+
+
+def test_uploads_over_the_limit_get_413_over_the_wire(server):
+    """The answer arrives although the server stops reading: by Content-Length, or chunked."""
+
+    def chunked():
+        yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+        for _ in range(250):
+            yield b"\x00" * 100_000
+
+    with httpx.Client(base_url=server["url"], trust_env=False, timeout=30) as client:
+        big = client.post("/api/explain", files={"image": ("big.png", b"\x00" * 21_000_000)})
+        streamed = client.post(
+            "/api/classify",
+            content=chunked(),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+    for response in (big, streamed):
+        assert response.status_code == 413
+        assert response.json()["error"] == "TooLarge"
+        assert "limit of 20 MB" in response.json()["detail"]
 
 
 def test_the_server_stops_cleanly_on_ctrl_c(server):

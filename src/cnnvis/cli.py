@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_features(sub)
 
+    from .web_cli import add_parser as add_serve
+
+    add_serve(sub)
+
     p = command("classify", "Top-k predictions with class names and probabilities.")
     p.add_argument("images", nargs="*", help="image files or sample:NAME (default: sample:cat)")
     _add_model_args(p)

@@ -799,3 +799,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.filter is None:
         print("timm's models are listed with --filter, e.g. cnnvis models --filter 'timm:*resnet*'")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`cnnvis serve`: lives in `cnnvis.web_cli` beside the web app."""
+    from .web_cli import cmd_serve as run_serve
+
+    return run_serve(args)

@@ -28,6 +28,7 @@ import torch
 from ..capture import Recording, _first_tensor
 from ..errors import MethodError
 from ..layers import resolve_layer
+from ._batching import positive_int
 from .cam import layer_activation, weighted_sum
 from .registry import MethodInfo, register
 from .score_cam import scoring
@@ -58,7 +59,7 @@ class _Replace:
                 f"ablation-cam: the layer's output is {shape} in this forward, not the recorded "
                 f"{tuple(self.output.shape[1:])} per image"
             )
-        return rebuild(self.output)
+        return rebuild(self.output.clone())  # an in-place op downstream must not reach it
 
 
 def channel_dim(rec: Recording, layer: str, spatial: torch.Tensor) -> int:
@@ -89,10 +90,7 @@ def ablation_cam(
     """Ablation-CAM, raw: Σ_k (y_c - y_c^k) / y_c A_k, y_c^k the score with channel k of the
     layer set to `value` (Desai & Ramaswamy 2020)."""
     acts = layer_activation(rec, layer).detach()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise MethodError(
-            f"ablation-cam: batch_size must be a positive integer, got {batch_size!r}"
-        )
+    positive_int("batch_size", batch_size, "ablation-cam")
     dtype = torch.promote_types(acts.dtype, torch.float32)
     ablation = _Ablation(rec, layer, channel_dim(rec, layer, acts), value, share_prefix)
     drops = torch.zeros(acts.shape[:2], dtype=dtype, device=acts.device)

@@ -10,6 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+try:  # the form parser Starlette needs (python-multipart), imported up front: a clear error
+    import python_multipart  # noqa: F401
+except ImportError:  # releases before 0.0.13 are imported as `multipart`
+    import multipart  # noqa: F401
 from starlette.datastructures import UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -25,9 +30,9 @@ class RequestTooLarge(Exception):
 
     def __init__(self, size: int | None, limit: int) -> None:
         self.size, self.limit = size, limit
-        got = f"{size / 1e6:.1f} MB" if size is not None else "more than that"
+        got = f" ({size / 1e6:.1f} MB)" if size is not None else ""
         super().__init__(
-            f"the upload is {got}, over this server's limit of {limit / 1e6:g} MB; downscale or "
+            f"the upload{got} is over this server's limit of {limit / 1e6:g} MB; downscale or "
             "re-compress the image (or start the server with a larger --max-upload-mb)"
         )
 
@@ -66,9 +71,7 @@ class ClassifyForm(ImageForm):
 
 
 class ExplainForm(ImageForm):
-    methods: str = Field(
-        "grad-cam", description="comma-separated method names (see /api/methods)"
-    )
+    methods: str = Field("grad-cam", description="comma-separated method names (see /api/methods)")
     layer: str | None = Field(
         None, description="layer for CAM methods (see /api/layers); empty or `auto`: the default"
     )
@@ -139,7 +142,11 @@ async def read_form(request: Request, form: type[F], max_upload: int) -> tuple[F
     try:
         if content_type.startswith("multipart/form-data"):
             parser = MultiPartParser(
-                request.headers, stream, max_files=1, max_fields=MAX_FIELDS, max_part_size=FIELD_BYTES
+                request.headers,
+                stream,
+                max_files=1,
+                max_fields=MAX_FIELDS,
+                max_part_size=FIELD_BYTES,
             )
             parser.spool_max_size = limit + 1  # keep the file in memory: the server writes nothing
             data = await parser.parse()

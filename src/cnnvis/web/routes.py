@@ -35,8 +35,11 @@ from .state import Result
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "the upload is over the size limit"},
-    422: {"model": ErrorOut, "description": "not an image, too many pixels, or an unknown "
-          "model, method, layer or target"},  # fmt: skip
+    422: {
+        "model": ErrorOut,
+        "description": "not an image, too many pixels, or an unknown "
+        "model, method, layer or target",
+    },
 }
 router = APIRouter(prefix="/api", responses={422: ERRORS[422]})
 
@@ -317,7 +320,9 @@ def _params(text: str | None) -> dict[str, dict[str, Any]] | None:
     try:
         params = json.loads(text)
     except ValueError as error:
-        raise FormError(f"params must be JSON such as {{\"rise\": {{\"masks\": 500}}}}: {error}")
+        raise FormError(
+            f'params must be JSON such as {{"rise": {{"masks": 500}}}}: {error}'
+        ) from None
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise FormError('params must map method names to objects, e.g. {"rise": {"masks": 500}}')
     return params
@@ -348,7 +353,12 @@ def _image(server: Server, sample: str | None, upload: Upload | None) -> tuple[s
 
 
 def _facts(
-    server: Server, lm: LoadedModel, source: str, image: Image.Image, target: str | None, start: float
+    server: Server,
+    lm: LoadedModel,
+    source: str,
+    image: Image.Image,
+    target: str | None,
+    start: float,
 ) -> dict[str, Any]:
     return {
         "source": source,

@@ -1,0 +1,54 @@
+"""From a method's raw map to what the metrics read: one relevance value per pixel, the order in
+which pixels are removed, and [0, 1] weights.
+
+Pixel-space maps (N, 3, H, W) become Σ_c |m_c| (the usual reduction for gradient-type maps);
+CAM-style maps (N, H, W) are used as they are (signed, already at the input's resolution).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..postprocess import normalize
+
+
+def relevance(map: torch.Tensor) -> torch.Tensor:
+    """One relevance value per pixel: (N, C, H, W) -> Σ_c |m_c| (N, H, W); (N, H, W) is kept.
+
+    A single map without the batch dimension, (H, W), is also accepted and kept.
+    """
+    map = map.detach()
+    if map.dim() == 4:
+        return map.abs().sum(dim=1)
+    return map
+
+
+def signed(map: torch.Tensor) -> torch.Tensor:
+    """The signed per-pixel map: (N, C, H, W) -> Σ_c m_c (N, H, W); (N, H, W) is kept."""
+    map = map.detach()
+    return map.sum(dim=1) if map.dim() == 4 else map
+
+
+def ranks(relevance2d: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The rank of every pixel of an (H, W) map, 0 for the most relevant, as a flat (H*W,)
+    long tensor. Ties are broken by a random permutation drawn from `generator` (seeded by the
+    caller), not by position: a blank region is removed in a random, reproducible order rather
+    than from the top row down."""
+    values = relevance2d.detach().flatten().float().cpu()
+    n = values.numel()
+    perm = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = perm[torch.argsort(values[perm], descending=True, stable=True)]
+    rank = torch.empty(n, dtype=torch.long)
+    rank[order] = torch.arange(n)
+    return rank
+
+
+def pixel_counts(fractions: torch.Tensor, pixels: int) -> torch.Tensor:
+    """How many pixels a fraction of the image is: round(f * pixels), as a long tensor."""
+    return torch.round(fractions.double() * pixels).long()
+
+
+def unit_weights(relevance2d: torch.Tensor) -> torch.Tensor:
+    """Min-max scaled to [0, 1] (a constant map gives zeros): the multiplicative mask of
+    Average Drop / Increase."""
+    return normalize(relevance2d.detach().float()[None])[0]
