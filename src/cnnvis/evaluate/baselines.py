@@ -2,14 +2,17 @@
 than these on a metric, that metric says little about the method (Adebayo et al. 2018; the
 TorchRay pointing-game tables always list the centre baseline).
 
-- random: a smooth random map, `grid` x `grid` uniform values upsampled bilinearly. Per-pixel
-  noise would be unfair: scattered deletions are far out of distribution and kill the
-  prediction faster than any map (on the default model, deletion AUC 0.08 for per-pixel noise
-  against 0.30 for a 7 x 7 random map and 0.22 for Grad-CAM).
+- random: a smooth random map, `grid` x `grid` uniform values upsampled bilinearly, scored as
+  the mean over `draws` independent maps (one draw is too noisy to compare with: on the
+  default model its deletion AUC ranges 0.05-0.43 on one image). Per-pixel noise would be
+  unfair: scattered deletions are far out of distribution and kill the prediction faster than
+  any map (deletion AUC 0.08 for per-pixel noise against 0.30 for a 7 x 7 random map and 0.22
+  for Grad-CAM, REFERENCE).
 - centre: a Gaussian centred on the image, sigma a quarter of the shorter side. Photographs
   put their object in the middle, so this is strong on the pointing game.
 - edges: the Sobel gradient magnitude of the image (summed over channels).
-- reversed: the method's own map negated, i.e. its least-relevant-first order.
+- reversed: the method's own order reversed (least relevant first). It is an order, so it is
+  scored on the order-based metrics only (deletion, insertion, ROAD).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import torch.nn.functional as F
 BASELINES: tuple[str, ...] = ("random", "centre", "edges", "reversed")
 SHARED_BASELINES: tuple[str, ...] = ("random", "centre", "edges")  # one map per image
 REVERSED_PREFIX = "reversed:"
+ORDER_METRICS: tuple[str, ...] = ("deletion", "insertion", "road-morf", "road-lerf")
+RANDOM_DRAWS = 8
+DRAW_MARK = "#"  # random#0, random#1, ...: the draws, merged into "random"
 
 
 def smooth_random(
@@ -53,15 +59,21 @@ def sobel_edges(image: torch.Tensor) -> torch.Tensor:
 
 
 def baseline_maps(
-    image: torch.Tensor, names: tuple[str, ...], *, grid: int = 7, generator: torch.Generator
+    image: torch.Tensor,
+    names: tuple[str, ...],
+    *,
+    grid: int = 7,
+    draws: int = RANDOM_DRAWS,
+    generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
     """The shared baselines among `names` for one model input `image` (C, H, W), as (H, W)
-    relevance maps on the CPU."""
+    relevance maps on the CPU; the random baseline as `draws` maps random#0, random#1, ..."""
     size = (int(image.shape[-2]), int(image.shape[-1]))
     maps: dict[str, torch.Tensor] = {}
     for name in names:
         if name == "random":
-            maps[name] = smooth_random(size, grid, generator)
+            for k in range(draws):
+                maps[f"random{DRAW_MARK}{k}"] = smooth_random(size, grid, generator)
         elif name == "centre":
             maps[name] = centre_gaussian(size)
         elif name == "edges":

@@ -63,8 +63,14 @@ class Plan:
     finish: Callable[[list[torch.Tensor]], dict[str, Any]]
 
 
-def blur(x: torch.Tensor, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA) -> torch.Tensor:
-    """Gaussian blur of (N, C, H, W) model input (reflected border), RISE's insertion start."""
+def blur(
+    x: torch.Tensor, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA
+) -> torch.Tensor:
+    """Gaussian blur of (N, C, H, W) model input (reflected border), RISE's insertion start.
+    On inputs smaller than the kernel, the kernel shrinks to the largest odd size that fits."""
+    side = min(int(x.shape[-2]), int(x.shape[-1]))
+    kernel_size = min(kernel_size, 2 * side - 1)
+    kernel_size -= 1 - kernel_size % 2
     return TF.gaussian_blur(x, [kernel_size, kernel_size], [sigma, sigma])
 
 
@@ -103,9 +109,7 @@ class Anchors:
     inserted_start: float  # the insertion substrate alone (the blurred image)
 
 
-def anchor_job(
-    x: torch.Tensor, deleted: torch.Tensor, start: torch.Tensor, target: int
-) -> Job:
+def anchor_job(x: torch.Tensor, deleted: torch.Tensor, start: torch.Tensor, target: int) -> Job:
     """One job of three rows: the image, the deletion substrate, the insertion substrate."""
     rows = torch.stack([x, deleted, start])
     return Job(3, lambda a, b: rows[a:b], target)
@@ -159,11 +163,15 @@ def deletion_insertion_plan(
     def finish(scores: list[torch.Tensor]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for (metric, first, last), inside in zip(ends, scores, strict=True):
-            curve = torch.cat([torch.tensor([first]), inside, torch.tensor([last])])
+            curve = torch.cat([_scalar(first), inside, _scalar(last)])
             out[metric] = Curve(image, name, metric, fractions, curve, auc(curve, fractions))
         return out
 
     return Plan(jobs, finish)
+
+
+def _scalar(value: float) -> torch.Tensor:
+    return torch.tensor([value], dtype=torch.float64)
 
 
 def average_drop_plan(
@@ -220,7 +228,9 @@ def road_plan(
             )
             if noise <= 0:
                 return clean
-            jitter = torch.stack([_noise(x.shape, _row_seed(seed, offset + i)) for i in range(a, b)])
+            jitter = torch.stack(
+                [_noise(x.shape, _row_seed(seed, offset + i)) for i in range(a, b)]
+            )
             jitter = jitter.to(x)
             return torch.where(removed, clean + noise * jitter, clean)
 
@@ -280,7 +290,15 @@ def deletion_insertion(
     anchors = anchors_from(scorer.run([anchor_job(x, deleted, start, target)])[0])
     rank = ranks(relevance2d, torch.Generator().manual_seed(seed))
     plan = deletion_insertion_plan(
-        "image", "map", x, rank, target, anchors,
-        deleted=deleted, start=start, steps=steps, metrics=metrics,
-    )  # fmt: skip
+        "image",
+        "map",
+        x,
+        rank,
+        target,
+        anchors,
+        deleted=deleted,
+        start=start,
+        steps=steps,
+        metrics=metrics,
+    )
     return execute(scorer, [plan])[0]

@@ -45,14 +45,16 @@ def _conjugate_gradients(
     rs = (r * r).sum(dim=(2, 3), keepdim=True)
     limit = (tol**2) * (b * b).sum(dim=(2, 3), keepdim=True)
     for _ in range(iterations):
-        if bool((rs <= limit).all()):
+        active = rs > limit  # a converged (image, channel) stops moving: batch-independent
+        if not bool(active.any()):
             break
         ap = apply(p)
         alpha = rs / (p * ap).sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)
+        alpha = torch.where(active, alpha, torch.zeros_like(alpha))
         v = v + alpha * p
         r = r - alpha * ap
         rs_next = (r * r).sum(dim=(2, 3), keepdim=True)
-        p = r + (rs_next / rs.clamp_min(1e-30)) * p
+        p = torch.where(active, r + (rs_next / rs.clamp_min(1e-30)) * p, p)
         rs = rs_next
     return v
 

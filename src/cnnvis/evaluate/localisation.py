@@ -60,17 +60,22 @@ class Boxes:
     notes: dict[str, str] = field(default_factory=dict)
 
     def lookup(self, key: str) -> list[Annotation] | None:
-        """The objects of an image: by the exact key, then its path, file name or stem."""
+        """The objects of an image: by the key as written, then (for files) by path, file name
+        or stem on both sides, case-insensitive."""
         if key in self.images:
             return self.images[key]
-        lowered = {k.lower(): v for k, v in self.images.items()}
-        if key.lower() in lowered:
-            return lowered[key.lower()]
-        if key.lower().startswith("sample:"):
-            return None
+        index: dict[str, list[Annotation]] = {}
+        for k, objects in self.images.items():
+            index.setdefault(k.lower(), objects)
+        if key.lower() in index or key.lower().startswith("sample:"):
+            return index.get(key.lower())
+        for k, objects in self.images.items():
+            if not k.lower().startswith("sample:"):
+                index.setdefault(Path(k).name.lower(), objects)
+                index.setdefault(Path(k).stem.lower(), objects)
         path = Path(key)
         for candidate in (path.as_posix(), path.name, path.stem):
-            found = lowered.get(candidate.lower())
+            found = index.get(candidate.lower())
             if found is not None:
                 return found
         return None
@@ -116,7 +121,10 @@ class Boxes:
                     "original image size is unknown (a tensor was given); pass images as files"
                 )
             if self.space == "input":
-                src = Preprocess(resize_size=self.preprocess["resize_size"], crop_size=self.preprocess["crop_size"])  # type: ignore[index]
+                src = Preprocess(
+                    resize_size=self.preprocess["resize_size"],
+                    crop_size=self.preprocess["crop_size"],
+                )  # type: ignore[index]
                 x0, y0 = input_to_image((x0, y0), src, image_size)
                 x1, y1 = input_to_image((x1, y1), src, image_size)
             x0, y0 = image_to_input((x0, y0), preprocess, image_size)
@@ -145,7 +153,7 @@ class Boxes:
         if tuple(t.shape) != tuple(size):
             raise EvaluationError(
                 f"the mask {path} is {t.shape[1]}x{t.shape[0]} but the model's input is "
-                f"{size[1]}x{size[0]}; give masks at the input size or set \"space\": \"image\""
+                f'{size[1]}x{size[0]}; give masks at the input size or set "space": "image"'
             )
         return t > 0
 
@@ -161,7 +169,7 @@ def resized_size(preprocess: Preprocess, image_size: tuple[int, int]) -> tuple[i
 def _crop_offset(preprocess: Preprocess, image_size: tuple[int, int]) -> tuple[int, int]:
     w, h = resized_size(preprocess, image_size)
     c = preprocess.crop_size
-    return int(round((w - c) / 2.0)), int(round((h - c) / 2.0))
+    return round((w - c) / 2.0), round((h - c) / 2.0)
 
 
 def image_to_input(
@@ -247,7 +255,9 @@ def load_boxes(source: str | Path | Mapping[str, Any] | Boxes | None) -> Boxes:
         return _from_json(source, None, "the boxes given")
     path = Path(source)
     if not path.is_file():
-        raise EvaluationError(f"box file {path} not found; see cnnvis.evaluate.load_boxes for the format")
+        raise EvaluationError(
+            f"box file {path} not found; see cnnvis.evaluate.load_boxes for the format"
+        )
     if path.suffix.lower() == ".csv":
         return _from_csv(path)
     try:
@@ -259,7 +269,7 @@ def load_boxes(source: str | Path | Mapping[str, Any] | Boxes | None) -> Boxes:
 
 def _from_json(data: Mapping[str, Any], base: Path | None, label: str) -> Boxes:
     if not isinstance(data, Mapping) or not isinstance(data.get("images"), Mapping):
-        raise EvaluationError(f"{label}: expected an object with an \"images\" mapping")
+        raise EvaluationError(f'{label}: expected an object with an "images" mapping')
     space = str(data.get("space", "input"))
     if space not in SPACES:
         raise EvaluationError(f"{label}: space must be one of {', '.join(SPACES)}, got {space!r}")
@@ -269,7 +279,7 @@ def _from_json(data: Mapping[str, Any], base: Path | None, label: str) -> Boxes:
             pre = {"resize_size": int(pre["resize_size"]), "crop_size": int(pre["crop_size"])}
         except (KeyError, TypeError, ValueError):
             raise EvaluationError(
-                f"{label}: preprocess must be {{\"resize_size\": N, \"crop_size\": N}}"
+                f'{label}: preprocess must be {{"resize_size": N, "crop_size": N}}'
             ) from None
     images: dict[str, list[Annotation]] = {}
     for key, objects in data["images"].items():
@@ -294,7 +304,7 @@ def _annotation(obj: Any, base: Path | None, where: str) -> Annotation:
     if mask is not None:
         mask = Path(mask) if base is None or Path(mask).is_absolute() else base / mask
     if box is None and mask is None:
-        raise EvaluationError(f"{where}: an object needs a \"box\" or a \"mask\"")
+        raise EvaluationError(f'{where}: an object needs a "box" or a "mask"')
     classes = tuple(int(c) for c in obj.get("classes", ()))
     return Annotation(str(obj.get("label", "")), box, mask, classes)
 

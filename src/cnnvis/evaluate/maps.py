@@ -1,8 +1,15 @@
 """From a method's raw map to what the metrics read: one relevance value per pixel, the order in
 which pixels are removed, and [0, 1] weights.
 
-Pixel-space maps (N, 3, H, W) become Σ_c |m_c| (the usual reduction for gradient-type maps);
-CAM-style maps (N, H, W) are used as they are (signed, already at the input's resolution).
+Three 2-D views of a raw map (pixel-space maps are (N, 3, H, W), CAM-style maps (N, H, W) at
+the input's resolution, raw and signed, e.g. Grad-CAM before its ReLU):
+
+- `relevance`: what the method shows: Σ_c |m_c| for pixel maps (the usual reduction for
+  gradient-type maps), ReLU(m) for CAMs (as Grad-CAM is defined and drawn). The pointing games,
+  Average Drop and the sanity checks' "absolute" similarities read it.
+- `order_values`: what sets the removal order: Σ_c |m_c| for pixel maps, the raw CAM (so that
+  pixels the ReLU would tie at zero keep the method's own order, least relevant last).
+- `signed`: Σ_c m_c for pixel maps, the raw CAM: the sanity checks' signed similarity.
 """
 
 from __future__ import annotations
@@ -13,14 +20,18 @@ from ..postprocess import normalize
 
 
 def relevance(map: torch.Tensor) -> torch.Tensor:
-    """One relevance value per pixel: (N, C, H, W) -> Σ_c |m_c| (N, H, W); (N, H, W) is kept.
-
-    A single map without the batch dimension, (H, W), is also accepted and kept.
-    """
+    """One relevance value per pixel: (N, C, H, W) -> Σ_c |m_c|; (N, H, W) -> ReLU(m)."""
     map = map.detach()
     if map.dim() == 4:
         return map.abs().sum(dim=1)
-    return map
+    return map.clamp_min(0)
+
+
+def order_values(map: torch.Tensor) -> torch.Tensor:
+    """The values that order pixels, most relevant first: (N, C, H, W) -> Σ_c |m_c|;
+    (N, H, W) is kept signed."""
+    map = map.detach()
+    return map.abs().sum(dim=1) if map.dim() == 4 else map
 
 
 def signed(map: torch.Tensor) -> torch.Tensor:

@@ -88,7 +88,10 @@ class Scorer:
     ) -> None:
         inputs = torch.cat([jobs[j].make(start, stop) for j, start, stop in pieces])
         targets = torch.cat(
-            [torch.full((stop - start,), jobs[j].target, dtype=torch.long) for j, start, stop in pieces]
+            [
+                torch.full((stop - start,), jobs[j].target, dtype=torch.long)
+                for j, start, stop in pieces
+            ]
         )
         scores = self.probabilities(inputs, targets)
         at = 0

@@ -15,7 +15,9 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Ranks 1..n of a flat tensor, tied values sharing their average rank (float64)."""
     v = values.detach().flatten().double().cpu()
     sorted_values, order = torch.sort(v, stable=True)
-    _, inverse, counts = torch.unique_consecutive(sorted_values, return_inverse=True, return_counts=True)
+    _, inverse, counts = torch.unique_consecutive(
+        sorted_values, return_inverse=True, return_counts=True
+    )
     ends = torch.cumsum(counts, 0).double()
     mean_rank = ends - (counts.double() - 1) / 2  # (first + last) / 2, ranks from 1
     ranks = torch.empty_like(v)

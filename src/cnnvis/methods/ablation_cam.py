@@ -16,7 +16,9 @@ check row (the unablated activation, which must give back the image's score) sho
 input is repeated instead: everything before the layer then runs once per ablated copy.
 (pytorch-grad-cam swaps the layer's module for one that returns the ablated activations, which
 skips only the layer itself.) Channels already equal to `value` everywhere are not forwarded:
-ablating them changes nothing, so their weight is exactly 0.
+ablating them changes nothing, so their weight is exactly 0. A channel is ablated in the layer's
+own layout: (N, C, h, w), channels-last (N, h, w, C), or tokens (N, T, C), where it is set to
+`value` in every token, the class token's too (as pytorch-grad-cam's AblationLayerVit does).
 """
 
 from __future__ import annotations

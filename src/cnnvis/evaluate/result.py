@@ -1,0 +1,240 @@
+"""What `evaluate` returns: per-image scores, curves, randomization results, and the flags
+raised where a method does no better than a baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .baselines import ORDER_METRICS, REVERSED_PREFIX, SHARED_BASELINES
+from .faithfulness import Curve
+from .sanity import RandomizationResult
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-image metric: its name, group, which direction is better, and a one-line summary."""
+
+    name: str
+    group: str
+    better: str  # "lower" | "higher"
+    summary: str
+
+    def beats(self, a: float, b: float) -> bool:
+        """Whether value `a` is strictly better than `b`."""
+        return a < b if self.better == "lower" else a > b
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "deletion",
+            "faithfulness",
+            "lower",
+            "AUC of p(class) as the most relevant pixels go first (RISE)",
+        ),
+        Metric(
+            "insertion",
+            "faithfulness",
+            "higher",
+            "AUC of p(class) as the most relevant pixels come back first (RISE)",
+        ),
+        Metric(
+            "average-drop",
+            "faithfulness",
+            "lower",
+            "max(0, Y - O) / Y, O on the image weighted by the map",
+        ),
+        Metric("increase", "faithfulness", "higher", "share of images where O > Y"),
+        Metric(
+            "road-morf",
+            "faithfulness",
+            "lower",
+            "mean p(class), most relevant removed first, noisy linear imputation",
+        ),
+        Metric(
+            "road-lerf",
+            "faithfulness",
+            "higher",
+            "mean p(class), least relevant removed first, noisy linear imputation",
+        ),
+        Metric(
+            "pointing-game",
+            "localisation",
+            "higher",
+            "hit if the map's maximum is within the tolerance of the object",
+        ),
+        Metric(
+            "energy-pointing-game",
+            "localisation",
+            "higher",
+            "share of the map's positive mass inside the object",
+        ),
+    )
+}
+RANDOMIZATION_MODES: tuple[str, ...] = ("cascading", "independent")
+GROUPS: dict[str, tuple[str, ...]] = {
+    "faithfulness": tuple(n for n, m in METRICS.items() if m.group == "faithfulness"),
+    "localisation": tuple(n for n, m in METRICS.items() if m.group == "localisation"),
+    "sanity": RANDOMIZATION_MODES,
+}
+INSENSITIVE = 0.5  # Spearman (abs) to the trained map after full cascading randomization
+
+
+@dataclass(frozen=True)
+class Score:
+    """One number: `metric` of map `map` (a method or a baseline) on image `image`."""
+
+    image: str
+    map: str
+    role: str  # "method" | "baseline"
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A method that does not beat a baseline on a metric (or fails a sanity check)."""
+
+    method: str
+    metric: str
+    baseline: str
+    value: float
+    baseline_value: float
+    note: str = ""
+
+    def __str__(self) -> str:
+        if self.metric in RANDOMIZATION_MODES:
+            return (
+                f"{self.method}: its map barely changes under {self.metric} randomization "
+                f"(Spearman |.| {self.value:.2f} to the trained map after every layer is random; "
+                f">= {self.baseline_value:.2f} flags it)"
+            )
+        better = METRICS[self.metric].better
+        text = (
+            f"{self.method} does not beat {self.baseline} on {self.metric} "
+            f"({self.value:.3f} vs {self.baseline_value:.3f}; {better} is better)"
+        )
+        return f"{text}: {self.note}" if self.note else text
+
+
+@dataclass
+class Evaluation:
+    """The results of `cnnvis.evaluate`: see `table()`, `to_csv()`, `figures()`, `html()`,
+    `save(folder)`; `summary()` gives the mean of every map x metric over the images."""
+
+    model: str
+    methods: list[str]
+    baselines: list[str]
+    metrics: list[str]
+    images: list[str]
+    targets: dict[str, tuple[int, str, float]]
+    scores: list[Score] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
+    randomization: list[RandomizationResult] = field(default_factory=list)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    forwards: int = 0
+
+    @property
+    def maps(self) -> list[str]:
+        """Methods first, then baselines: the rows of the table."""
+        return [*self.methods, *self.baselines]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{map: {metric: mean over the images that have a value}}."""
+        sums: dict[tuple[str, str], list[float]] = {}
+        for s in self.scores:
+            sums.setdefault((s.map, s.metric), []).append(s.value)
+        out: dict[str, dict[str, float]] = {}
+        for (name, metric), values in sums.items():
+            out.setdefault(name, {})[metric] = sum(values) / len(values)
+        return out
+
+    def value(self, map: str, metric: str, image: str | None = None) -> float:
+        """One score (for `image`) or its mean over the images; NaN when there is none."""
+        if image is None:
+            return self.summary().get(map, {}).get(metric, float("nan"))
+        for s in self.scores:
+            if s.map == map and s.metric == metric and s.image == image:
+                return s.value
+        return float("nan")
+
+    def count(self, metric: str) -> int:
+        """How many images have a value for `metric` (e.g. those with boxes)."""
+        return len({s.image for s in self.scores if s.metric == metric})
+
+    @property
+    def flags(self) -> list[Flag]:
+        """Every (method, metric, baseline) where the method's mean is not strictly better, and
+        every method whose map survives full cascading randomization."""
+        summary = self.summary()
+        found: list[Flag] = []
+        for method in self.methods:
+            mine = summary.get(method, {})
+            for metric in self.metrics:
+                if metric not in METRICS or metric not in mine:
+                    continue
+                bases = list(SHARED_BASELINES)
+                if metric in ORDER_METRICS:
+                    bases.append(f"{REVERSED_PREFIX}{method}")
+                for base in bases:
+                    other = summary.get(base, {}).get(metric)
+                    if other is None or METRICS[metric].beats(mine[metric], other):
+                        continue
+                    note = ""
+                    if base == "centre" and METRICS[metric].group == "localisation":
+                        note = (
+                            "objects in photos are mostly centred, so the centre baseline is strong"
+                        )
+                    found.append(Flag(method, metric, base, mine[metric], other, note))
+        for result in self.randomization:
+            if result.mode != "cascading":
+                continue
+            for method, measures in result.similarity.items():
+                last = measures.get("spearman-abs", [])[-1:]
+                if last and len(result.steps) > 1 and last[0] >= INSENSITIVE:
+                    found.append(Flag(method, "cascading", result.image, last[0], INSENSITIVE))
+        return found
+
+    # outputs (drawing and formatting live in cnnvis.evaluate.report)
+
+    def table(self) -> str:
+        """The terminal table: mean per map x metric, flags and notes below."""
+        from .report import text_table
+
+        return text_table(self)
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """Per-image scores as CSV (image, map, role, metric, value); written to `path` if given."""
+        from .report import scores_csv
+
+        text = scores_csv(self)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def figures(self) -> dict[str, Any]:
+        """{name: matplotlib Figure}: curves per image, the summary, randomization curves/maps."""
+        from .report import figures
+
+        return figures(self)
+
+    def html(self) -> str:
+        """An HTML fragment (<section>) with the tables and the figures as base64 PNGs."""
+        from .report import html_section
+
+        return html_section(self)
+
+    def save(self, folder: str | Path) -> dict[str, Path]:
+        """Write CSVs, PNGs, evaluation.html and evaluation.json into `folder`."""
+        from .report import save
+
+        return save(self, Path(folder))
+
+    def _repr_html_(self) -> str:
+        return self.html()

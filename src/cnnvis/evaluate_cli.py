@@ -1,0 +1,221 @@
+"""The `cnnvis evaluate` command: faithfulness, localisation and sanity checks of methods on
+images, each beside baselines; a table in the terminal, CSV, PNG figures and an HTML page.
+
+Wire it in with `add_parser(subparsers)` in `cli.build_parser` and `cmd_evaluate` in
+`commands`; it reuses the CLI's model and common flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_IMAGES = ("sample:cat", "sample:coffee", "sample:rocket", "sample:motorcycle")
+DEFAULT_METHODS = "grad-cam,gradient,guided-backprop"
+DEFAULT_OUT = "cnnvis-out/evaluate"
+EXAMPLES = """examples:
+  cnnvis evaluate                                   # 4 sample photos, grad-cam/gradient/guided-backprop
+  cnnvis evaluate photos/ --boxes boxes.json --methods grad-cam,score-cam
+  cnnvis evaluate sample:cat --metrics deletion,insertion --steps 20     # a quick look
+  cnnvis evaluate sample:coffee --metrics sanity --methods gradient,guided-backprop,grad-cam
+  cnnvis evaluate photo.jpg --model torchvision:resnet50 --substrate blur --json
+
+metrics: deletion, insertion, average-drop, increase, road-morf, road-lerf (group
+faithfulness; road = both), pointing-game, energy-pointing-game (group localisation, where
+--boxes has the image; the samples have bundled boxes), cascading, independent (group sanity:
+weight randomization on a copy of the model), or all. Writes OUT/scores.csv, summary.csv,
+curves.csv, randomization.csv, PNG figures, evaluation.json and evaluation.html.
+
+boxes (JSON): {"space": "input", "images": {"photo.jpg": [{"label": "dog", "box": [x0, y0,
+x1, y1], "classes": [207]}]}}; CSV: image,label,x0,y0,x1,y1[,classes][,space]. Coordinates are
+model-input pixels after resize and centre crop ("space": "image" for original pixels);
+x1, y1 excluded; "mask": "file.png" instead of "box" for masks.
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `evaluate` to the CLI's sub-parsers (the object `add_subparsers()` returned)."""
+    from .cli import _add_common, _add_model_args, positive_int
+
+    about = "Can the maps be trusted? Faithfulness, localisation and sanity checks vs baselines."
+    p = subparsers.add_parser(
+        "evaluate",
+        help=about,
+        description=about,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "images",
+        nargs="*",
+        help="image files, folders or sample:NAME (default: sample:cat, coffee, rocket, motorcycle)",
+    )
+    _add_model_args(p)
+    p.add_argument(
+        "--methods", default=DEFAULT_METHODS, help=f"comma-separated or all ({DEFAULT_METHODS})"
+    )
+    p.add_argument(
+        "--metrics",
+        default="faithfulness,localisation",
+        help="comma-separated metrics or groups: faithfulness, localisation, sanity, all "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--boxes",
+        default=None,
+        help="box/mask file, JSON or CSV (default: the bundled sample boxes)",
+    )
+    p.add_argument("--layer", default="auto", help="layer for CAM methods (default: auto)")
+    p.add_argument("--target", default="top1", help="class to explain: top1, an index or a name")
+    proto = p.add_argument_group("protocol")
+    proto.add_argument(
+        "--steps", type=positive_int, default=100, help="deletion/insertion steps (100)"
+    )
+    proto.add_argument(
+        "--substrate",
+        default="mean",
+        help="what deleted pixels become: mean (0 in normalized input), black, blur, or a number (mean)",
+    )
+    proto.add_argument(
+        "--insertion-substrate", default="blur", help="insertion's start (blur: kernel 11, sigma 5)"
+    )
+    proto.add_argument(
+        "--road-fractions",
+        default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+        help="fractions of pixels ROAD removes (%(default)s)",
+    )
+    proto.add_argument(
+        "--road-noise", type=float, default=0.01, help="ROAD imputation noise (0.01)"
+    )
+    proto.add_argument(
+        "--baselines",
+        default="random,centre,edges,reversed",
+        help="baselines shown beside the methods (%(default)s)",
+    )
+    proto.add_argument(
+        "--random-draws", type=positive_int, default=8, help="random maps averaged (8)"
+    )
+    proto.add_argument(
+        "--random-grid", type=positive_int, default=7, help="random map cells per side (7)"
+    )
+    proto.add_argument(
+        "--tolerance", type=float, default=15.0, help="pointing-game tolerance, pixels (15)"
+    )
+    proto.add_argument(
+        "--randomization-groups",
+        type=positive_int,
+        default=None,
+        help="sanity checks: randomize only the top N groups (default: all)",
+    )
+    proto.add_argument(
+        "--batch-size", type=positive_int, default=32, help="inputs per forward (32)"
+    )
+    proto.add_argument("--seed", type=int, default=0, help="same seed, same numbers (0)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="METHOD.NAME=VALUE",
+        help="a method's parameter, repeatable: --param score-cam.batch_size=16",
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
+    p.add_argument("--no-files", action="store_true", help="print the results only, write nothing")
+    _add_common(p)
+    p.set_defaults(handler=cmd_evaluate)
+    return p
+
+
+def _substrate(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()
+
+
+def _fractions(text: str) -> list[float]:
+    from .evaluate import EvaluationError
+
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise EvaluationError(
+            f"--road-fractions must be numbers like 0.1,0.5,0.9, got {text!r}"
+        ) from None
+
+
+def _sources(images: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The readable images (folders expanded); the unreadable ones reported and kept aside."""
+    from .errors import ImageError
+    from .evaluate.runner import image_sources
+    from .images import load_image
+
+    good, failed = [], []
+    for name, source in image_sources(images or list(DEFAULT_IMAGES)):
+        try:
+            load_image(source)
+            good.append(name)
+        except ImageError as error:
+            print(f"cnnvis: error: {name}: {error}", file=sys.stderr)
+            failed.append({"source": name, "error": str(error)})
+    return good, failed
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run `cnnvis evaluate`; returns the exit code."""
+    from .cli import dump_json, relative
+    from .commands import _exit_code, _load_model, _methods, _params, _target
+    from .evaluate import EvaluationError, evaluate
+    from .evaluate.report import to_json
+    from .targets import UnitTarget
+
+    methods = _methods(args.methods)
+    target = _target(args.target)
+    if isinstance(target, UnitTarget):
+        raise EvaluationError("evaluate explains a class (top1, an index or a name), not a unit")
+    good, failed = _sources(list(args.images))
+    if not good:
+        return _exit_code(0, len(failed))
+    model = _load_model(args)
+    layer = None if args.layer in (None, "auto") else args.layer
+    result = evaluate(
+        model,
+        good,
+        methods,
+        args.metrics,
+        boxes=args.boxes,
+        layer=layer,
+        target=target,
+        output=args.output,
+        steps=args.steps,
+        substrate=_substrate(args.substrate),
+        insertion_substrate=_substrate(args.insertion_substrate),
+        road_fractions=_fractions(args.road_fractions),
+        road_noise=args.road_noise,
+        baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
+        random_grid=args.random_grid,
+        random_draws=args.random_draws,
+        tolerance=args.tolerance,
+        randomization_groups=args.randomization_groups,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        params=_params(args.param, methods),
+    )
+    written: dict[str, Path] = {}
+    if not args.no_files:
+        written = result.save(Path(args.out))
+    if args.json:
+        summary = to_json(result)
+        summary["files"] = {name: relative(path) for name, path in written.items()}
+        summary["failed"] = failed
+        dump_json(summary)
+    else:
+        print(result.table())
+        if written:
+            page = written.get("evaluation.html")
+            print(
+                f"\nwrote {len(written)} files to {relative(Path(args.out))}"
+                + (f"; open {relative(page)}" if page else "")
+            )
+    return _exit_code(len(good), len(failed))
