@@ -13,7 +13,7 @@ from torch import nn
 from .capture import Recording, record
 from .errors import CnnvisError, ImageError, LayerError, MethodError
 from .explanation import Explanation, Prediction, Sweep
-from .layers import default_layer, probe, sweep_layers
+from .layers import default_layer, probe, resolve_layer, sweep_layers
 from .methods import MethodInfo, get_method
 from .model import LoadedModel, as_loaded, imagenet_categories
 from .postprocess import upsample
@@ -187,6 +187,10 @@ def _layers_for(
     input_shape: tuple[int, ...],
 ) -> list[str]:
     if not any(i.needs_layer for i in infos):
+        named = [layers] if isinstance(layers, str) else list(layers or [])
+        for name in named:
+            if name and name != "auto":
+                resolve_layer(lm.module, name)  # a wrong name is an error even if unused
         return []
     if layers is None or layers == "auto" or (isinstance(layers, list | tuple) and not layers):
         name = default_layer(lm.module, (1, *input_shape[1:]))
@@ -217,7 +221,9 @@ def _one(
     layer_map = None
     if info.kind == "cam":
         layer_map = raw
-        raw = upsample(raw.float(), tuple(rec.inputs.shape[-2:]))
+        if raw.dtype not in (torch.float32, torch.float64):  # fp16/bf16 maps: fp32
+            raw = raw.float()
+        raw = upsample(raw, tuple(rec.inputs.shape[-2:]))
     if not torch.isfinite(raw).all():
         raise MethodError(
             f"{info.name} produced non-finite values (NaN or inf); check the model's output "
