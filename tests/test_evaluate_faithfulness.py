@@ -15,8 +15,8 @@ from cnnvis.evaluate import (
     substrate,
 )
 from cnnvis.evaluate.faithfulness import (
-    anchor_job,
-    anchors_from,
+    Anchors,
+    anchor_plan,
     average_drop_plan,
     execute,
     road_plan,
@@ -91,9 +91,9 @@ def test_forward_count_shares_the_end_points_and_fills_batches():
     lm = mean_model()
     x = torch.rand(3, 10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     deletion_insertion(lm, x, x[0], 0, steps=100, batch_size=32)
-    # 3 anchors (image, deleted, blurred) + 2 x 99 inner points, in full batches of 32
+    # 3 anchors (image, deleted, blurred) + 2 x 99 inner points, together in batches of 32
     assert lm.module.rows == 3 + 2 * 99
-    assert lm.module.calls == 1 + -(-198 // 32)
+    assert lm.module.calls == -(-201 // 32)
 
 
 def test_curves_do_not_depend_on_the_batch_size():
@@ -126,9 +126,10 @@ def _drop(x: torch.Tensor, weights: torch.Tensor, fill: float) -> dict[str, floa
     lm = mean_model()
     scorer = Scorer(lm, batch_size=4)
     deleted = substrate(x[None], fill, lm.preprocess)[0]
-    anchors = anchors_from(scorer.run([anchor_job(x, deleted, deleted, 0)])[0])
+    anchors = Anchors()
+    first = anchor_plan(x, deleted, deleted, 0, anchors)
     plan = average_drop_plan(x, weights, 0, anchors, deleted=deleted)
-    return execute(scorer, [plan])[0]
+    return execute(scorer, [first, plan])[1]
 
 
 def test_average_drop_and_increase():

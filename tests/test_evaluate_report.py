@@ -168,3 +168,11 @@ def test_the_command(tmp_path, capsys):
         cmd_evaluate(args)
     args = _parse([str(tmp_path / "missing.png"), "--no-files"])
     assert cmd_evaluate(args) == 3
+
+
+def test_the_benchmark_function_runs_and_counts_forwards():
+    from cnnvis.evaluate.bench import deletion_insertion_ratio
+
+    found = deletion_insertion_ratio(TinyCNN().eval(), steps=5, batch_size=4, repeats=1, size=16)
+    assert found["forward_passes"] == 10 and found["evaluation_forward_passes"] == 11
+    assert found["ratio"] > 0 and found["evaluation_s"] > 0 and found["target"] == 1.2

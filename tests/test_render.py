@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from cnnvis.render import (
     DisplayError,
     colormap,
     explanation_figure,
+    figure_png,
     heatmap,
     map_image,
     overlay,
@@ -324,9 +324,7 @@ def test_save_map_png_one_map_per_file(tmp_path: Path):
 
 def test_figures_are_thread_safe_and_use_no_pyplot():
     def draw(_: int) -> bytes:
-        buffer = io.BytesIO()
-        explanation_figure([pixel(), cam()]).savefig(buffer, format="png", dpi=20)
-        return buffer.getvalue()
+        return figure_png(explanation_figure([pixel(), cam()]), dpi=20)
 
     with ThreadPoolExecutor(4) as pool:
         outputs = list(pool.map(draw, range(4)))

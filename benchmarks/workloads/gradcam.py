@@ -17,7 +17,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchcam.methods import GradCAM as TorchCAMGradCAM
 
 import cnnvis
-from cnnvis.methods.guided_grad_cam import upsample
+from cnnvis.postprocess import upsample
 
 from ..common import (
     Context,

@@ -9,7 +9,6 @@ script). `predictions_table(cnnvis.classify(...))` shows predictions as a table.
 
 from __future__ import annotations
 
-import io
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -37,10 +36,11 @@ _cache: list[tuple[weakref.ref, tuple, bytes]] = []
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     """A figure as PNG bytes (white background); the figure is cleared afterwards."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    from . import render
+
+    png = render.figure_png(fig, dpi)
     fig.clear()
-    return buffer.getvalue()
+    return png
 
 
 def _cached_png(obj: Any, key: tuple, draw) -> bytes:

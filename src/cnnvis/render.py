@@ -8,8 +8,11 @@ with "blank map" in its title, never as NaN).
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 import textwrap
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,23 @@ from cnnvis.postprocess import (
     symmetric,
     upsample,
 )
+
+# matplotlib's text layout and font objects are shared by every figure of a process and are not
+# safe to use from two threads at once (seen: two threads building and drawing the same figure
+# gave different PNGs): building figures and drawing them to PNG are serialized by this lock.
+DRAW_LOCK = threading.RLock()
+
+
+def _drawing(function):
+    """Run `function` holding DRAW_LOCK."""
+
+    @functools.wraps(function)
+    def locked(*args, **kwargs):
+        with DRAW_LOCK:
+            return function(*args, **kwargs)
+
+    return locked
+
 
 PIXEL_MODES: tuple[str, ...] = (*RESCALE_MODES, "gray")
 CAM_MODES: tuple[str, ...] = ("overlay", "heatmap", "signed")
@@ -252,6 +272,7 @@ def _colorbar(fig: Figure, rect: list[float], cmap: str, fontsize: float) -> Non
     bar.ax.tick_params(labelsize=fontsize)
 
 
+@_drawing
 def _grid_figure(
     grid: Grid,
     side: float,
@@ -364,6 +385,7 @@ def _figure_title(first: Explanation, index: int, several_targets: bool = False)
     return f"explaining: {what}{model}"
 
 
+@_drawing
 def explanation_figure(
     explanations: Explanation | Sequence[Explanation],
     index: int = 0,
@@ -409,6 +431,7 @@ def _shape_label(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in dims)
 
 
+@_drawing
 def sweep_figure(
     sweep: Sweep,
     index: int = 0,
@@ -455,11 +478,19 @@ def _sweep_columns(n: int) -> int:
 # files
 
 
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure drawn as PNG bytes (thread-safe: draws are serialized by DRAW_LOCK)."""
+    buffer = io.BytesIO()
+    with DRAW_LOCK:
+        fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    return buffer.getvalue()
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write the figure as PNG (parent folders created) and release its contents."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi, facecolor="white")
+    path.write_bytes(figure_png(fig, dpi))
     fig.clear()
     return path
 
@@ -503,6 +534,7 @@ def save_map_png(
     return path
 
 
+@_drawing
 def comparison_figure(
     explanations: Explanation | Sequence[Explanation],
     index: int = 0,

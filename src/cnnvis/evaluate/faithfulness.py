@@ -17,7 +17,7 @@
 
 Each metric is planned as `Job`s (see `scoring`) so that all the perturbed inputs of many maps go
 through the model together, in full batches. The original image and the two fully substituted
-images are scored once per image and shared by all maps (`Anchors`).
+images are scored once per image, in the same batches, and shared by all maps (`Anchors`).
 """
 
 from __future__ import annotations
@@ -100,23 +100,29 @@ def auc(scores: torch.Tensor, fractions: torch.Tensor) -> float:
     return float(torch.trapezoid(scores.double(), fractions.double()))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Anchors:
-    """Scores shared by every map of one image: the original, and each full substitution."""
+    """Scores shared by every map of one image: the original, and each full substitution.
+    Filled when `anchor_plan` finishes, which `execute` does before it finishes the plans
+    after it, so the anchors' three inputs share the batches of everything else."""
 
-    original: float
-    deleted: float  # every pixel replaced by the deletion substrate
-    inserted_start: float  # the insertion substrate alone (the blurred image)
+    original: float = float("nan")
+    deleted: float = float("nan")  # every pixel replaced by the deletion substrate
+    inserted_start: float = float("nan")  # the insertion substrate alone (the blurred image)
 
 
-def anchor_job(x: torch.Tensor, deleted: torch.Tensor, start: torch.Tensor, target: int) -> Job:
-    """One job of three rows: the image, the deletion substrate, the insertion substrate."""
+def anchor_plan(
+    x: torch.Tensor, deleted: torch.Tensor, start: torch.Tensor, target: int, anchors: Anchors
+) -> Plan:
+    """Three rows (the image, the deletion substrate, the insertion substrate) whose scores
+    fill `anchors`; put it first in the list given to `execute`."""
     rows = torch.stack([x, deleted, start])
-    return Job(3, lambda a, b: rows[a:b], target)
 
+    def finish(scores: list[torch.Tensor]) -> dict[str, Any]:
+        anchors.original, anchors.deleted, anchors.inserted_start = scores[0].tolist()
+        return {}
 
-def anchors_from(scores: torch.Tensor) -> Anchors:
-    return Anchors(float(scores[0]), float(scores[1]), float(scores[2]))
+    return Plan([Job(3, lambda a, b: rows[a:b], target)], finish)
 
 
 def _moved(rank: torch.Tensor, counts: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -155,14 +161,15 @@ def deletion_insertion_plan(
     jobs, ends = [], []
     if "deletion" in metrics:
         jobs.append(Job(inner, rows(x, deleted), target))
-        ends.append(("deletion", anchors.original, anchors.deleted))
+        ends.append(("deletion", "original", "deleted"))
     if "insertion" in metrics:
         jobs.append(Job(inner, rows(start, x), target))
-        ends.append(("insertion", anchors.inserted_start, anchors.original))
+        ends.append(("insertion", "inserted_start", "original"))
 
     def finish(scores: list[torch.Tensor]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for (metric, first, last), inside in zip(ends, scores, strict=True):
+        for (metric, head, tail), inside in zip(ends, scores, strict=True):
+            first, last = getattr(anchors, head), getattr(anchors, tail)
             curve = torch.cat([_scalar(first), inside, _scalar(last)])
             out[metric] = Curve(image, name, metric, fractions, curve, auc(curve, fractions))
         return out
@@ -287,7 +294,8 @@ def deletion_insertion(
     scorer = Scorer(model, batch_size=batch_size, output=output)
     deleted = substrate(x[None], substrate_spec, model.preprocess)[0]
     start = substrate(x[None], insertion_substrate, model.preprocess)[0]
-    anchors = anchors_from(scorer.run([anchor_job(x, deleted, start, target)])[0])
+    anchors = Anchors()
+    first = anchor_plan(x, deleted, start, target, anchors)
     rank = ranks(relevance2d, torch.Generator().manual_seed(seed))
     plan = deletion_insertion_plan(
         "image",
@@ -301,4 +309,4 @@ def deletion_insertion(
         steps=steps,
         metrics=metrics,
     )
-    return execute(scorer, [plan])[0]
+    return execute(scorer, [first, plan])[1]

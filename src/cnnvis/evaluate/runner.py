@@ -32,10 +32,10 @@ from .errors import EvaluationError
 from .faithfulness import (
     ROAD_FRACTIONS,
     ROAD_NOISE,
+    Anchors,
     Curve,
     SubstrateSpec,
-    anchor_job,
-    anchors_from,
+    anchor_plan,
     average_drop_plan,
     deletion_insertion_plan,
     execute,
@@ -181,7 +181,7 @@ def evaluate(
         metrics=per_image + [m for m in chosen if m in RANDOMIZATION_MODES],
         images=[name for name, _ in sources],
         targets={},
-        protocol=options,
+        protocol=_public(options),
     )
     layers: list[str] | None = None
     for i, (name, source) in enumerate(sources):
@@ -335,15 +335,10 @@ def _protocol(given: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that pin the numbers (the table's notes, the JSON, and the runner's own
     options: substrates may be tensors here)."""
 
-    def text(v: Any) -> Any:
-        return f"tensor{tuple(v.shape)}" if isinstance(v, torch.Tensor) else v
-
     return {
         "steps": given["steps"],
         "substrate": given["substrate"],
         "insertion_substrate": given["insertion_substrate"],
-        "substrate_text": text(given["substrate"]),
-        "insertion_substrate_text": text(given["insertion_substrate"]),
         "blur": "Gaussian, kernel 11, sigma 5",
         "score": "softmax probability of the explained class",
         "road_fractions": list(given["road_fractions"]),
@@ -357,6 +352,14 @@ def _protocol(given: Mapping[str, Any]) -> dict[str, Any]:
         "randomization_groups": given["randomization_groups"],
         "baselines": list(given["baselines"]),
         "output": given["output"],
+    }
+
+
+def _public(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options as reported: tensors (substrates given as tensors) by their shape."""
+    return {
+        k: f"tensor{tuple(v.shape)}" if isinstance(v, torch.Tensor) else v
+        for k, v in options.items()
     }
 
 
@@ -395,7 +398,7 @@ def _faithfulness(
     index: int,
     x: torch.Tensor,
     target: int,
-    entries: Mapping[str, tuple[str, torch.Tensor, torch.Tensor]],
+    entries: Entries,
     metrics: Sequence[str],
     options: Mapping[str, Any],
 ) -> None:
@@ -407,8 +410,9 @@ def _faithfulness(
         return
     deleted = substrate(x[None], options["substrate"], lm.preprocess)[0]
     start = substrate(x[None], options["insertion_substrate"], lm.preprocess)[0]
-    anchors = anchors_from(scorer.run([anchor_job(x, deleted, start, target)])[0])
-    plans, owners = [], []
+    anchors = Anchors()
+    plans = [anchor_plan(x, deleted, start, target, anchors)]
+    owners = [("", "")]
     for key, (role, order2d, rel) in entries.items():
         seed = options["seed"]
         rank = maps.ranks(order2d, _generator(seed, index, key, "order"))
@@ -449,22 +453,27 @@ def _faithfulness(
             )
             owners.append((key, role))
     for (key, role), found in zip(owners, execute(scorer, plans), strict=True):
-        for metric, value in found.items():
+        for metric, value in found.items():  # the anchors' plan finds nothing
             if metric not in metrics:
                 continue
             if isinstance(value, Curve):
                 result.curves.append(value)
                 value = value.value
             result.scores.append(Score(name, key, role, metric, float(value)))
+    if road:
+        _reversed_road(result, name, entries, metrics)
+
+
+def _reversed_road(result: Evaluation, name: str, entries: Entries, metrics: Sequence[str]) -> None:
+    """A reversed order's ROAD is its method's with MoRF and LeRF swapped: no new inputs."""
     swap = {"road-morf": "road-lerf", "road-lerf": "road-morf"}
-    for key in entries:  # a reversed order's MoRF is the method's LeRF, and back
-        if not (road and key.startswith(REVERSED_PREFIX)):
+    for key in entries:
+        if not key.startswith(REVERSED_PREFIX):
             continue
         method = key.removeprefix(REVERSED_PREFIX)
-        for c in [
-            c for c in result.curves if c.image == name and c.map == method and c.metric in swap
-        ]:
-            if swap[c.metric] in metrics:
+        own = [c for c in result.curves if c.image == name and c.map == method]
+        for c in own:
+            if c.metric in swap and swap[c.metric] in metrics:
                 flipped = Curve(name, key, swap[c.metric], c.fractions, c.scores, c.value)
                 result.curves.append(flipped)
                 result.scores.append(Score(name, key, "baseline", flipped.metric, c.value))
@@ -500,10 +509,11 @@ def _notes(
     result: Evaluation, localisation: Sequence[str], wants_boxes: bool, boxes: Boxes | None
 ) -> None:
     target = result.protocol["target"]
+    explained = "each image's top-1" if target == "top-1" else target
     result.notes.append(
-        f"class explained: {'each image' + chr(39) + 's top-1' if target == 'top-1' else target}; "
-        f"score: softmax probability; deletion to {result.protocol['substrate_text']}, insertion "
-        f"from {result.protocol['insertion_substrate_text']}, {result.protocol['steps']} steps, AUC by trapezoid"
+        f"class explained: {explained}; "
+        f"score: softmax probability; deletion to {result.protocol['substrate']}, insertion "
+        f"from {result.protocol['insertion_substrate']}, {result.protocol['steps']} steps, AUC by trapezoid"
     )
     if localisation:
         counted = result.count(localisation[0])
@@ -519,7 +529,7 @@ def _notes(
         else:
             result.notes.append(
                 f"localisation on {counted} of {len(result.images)} image(s) with boxes from "
-                f"{boxes.source if boxes else 'the boxes given'}; tolerance {result.protocol['tolerance']} px. "
+                f"{boxes.source if boxes else 'the boxes given'}; tolerance {result.protocol['tolerance']:g} px. "
                 "Objects in photos are mostly centred, so the centre baseline is strong on the "
                 "pointing game (TorchRay, VOC07: centre 69.6%, Grad-CAM 86.6%)"
             )

@@ -91,9 +91,10 @@ def randomize_(module: nn.Module, names: Sequence[str], generator: torch.Generat
     with torch.no_grad():
         for name in names:
             for p in module.get_submodule(name).parameters():
-                mean, std = p.detach().double().mean(), p.detach().double().std(unbiased=False)
+                values = p.detach().double()
+                mean, std = float(values.mean()), float(values.std(unbiased=False))
                 noise = torch.randn(p.shape, generator=generator, dtype=torch.float64)
-                p.copy_((mean + std * noise).to(p.dtype))
+                p.copy_((mean + std * noise).to(device=p.device, dtype=p.dtype))
 
 
 def _maps(

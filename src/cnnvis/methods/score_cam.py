@@ -23,10 +23,12 @@ map = Σ_k w_k A_k, raw (before Score-CAM's ReLU). Where the implementations dif
 Speed. Savings that cannot change the result (`reuse=True`): every constant channel of every
 image masks the input to the same all-zero input, forwarded once for the whole batch, and
 bit-identical channels of an image share one forward. The masked inputs run in batches of
-`batch_size` under inference mode and, on CPU in float32, in channels_last memory format
-(oneDNN's faster layout) with every eval-mode BatchNorm folded into the convolution before it
-(`BatchNormFolding`, `fold_batch_norm=True`); both give the same values up to rounding. On
-ResNet-18 `layer4` (224x224, CPU) that is ~1.3x from the layout, ~1.2x from the folding.
+`batch_size` under inference mode and, on CPU, with every eval-mode BatchNorm folded into the
+convolution before it (`BatchNormFolding`, `fold_batch_norm=True`) and, in float32, in
+channels_last memory format (oneDNN's faster layout); both give the same values up to rounding.
+Measured on ResNet-18 `layer4`, 224x224, one CPU thread (process CPU seconds, 3 interleaved
+runs): 14.7 s plain, 11.0 s channels_last, 9.1 s channels_last + folding. On GPU neither is
+applied (not measured there).
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ def channel_scores(
     h, w = acts.shape[2:]
     cpu_float = x.device.type == "cpu" and x.dtype == torch.float32
     found = []
-    fast = {"channels_last": cpu_float, "fold": fold}
+    fast = {"channels_last": cpu_float, "fold": fold and x.device.type == "cpu"}
     with scoring(rec, probabilities=probabilities, **fast) as score:
         for start in range(0, len(rows), batch_size):
             chunk = slice(start, start + batch_size)

@@ -96,10 +96,9 @@ def figure_png(result: Result, cmap: str, alpha: float) -> bytes:
             fig = render.sweep_figure(result.sweep, 0, cmap, alpha=alpha)
         else:
             fig = render.explanation_figure(result.explanations, 0, cmap, alpha=alpha)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, facecolor="white")
+        png = render.figure_png(fig, dpi=100)
         fig.clear()
-    return buffer.getvalue()
+    return png
 
 
 def maps_npz(result: Result) -> bytes:
