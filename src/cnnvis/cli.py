@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve(sub)
 
+    from .evaluate_cli import add_parser as add_evaluate
+
+    add_evaluate(sub)
+
     p = command("classify", "Top-k predictions with class names and probabilities.")
     p.add_argument("images", nargs="*", help="image files or sample:NAME (default: sample:cat)")
     _add_model_args(p)

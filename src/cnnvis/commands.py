@@ -806,3 +806,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web_cli import cmd_serve as run_serve
 
     return run_serve(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`cnnvis evaluate`: lives in `cnnvis.evaluate_cli` beside the metrics."""
+    from .evaluate_cli import cmd_evaluate as run_evaluate
+
+    return run_evaluate(args)

@@ -113,7 +113,7 @@ def _randomization_summary(ev: Evaluation) -> list[list[str]]:
             f"{mode} randomization ({len(results)} image(s), {last} groups from the top), "
             "similarity to the trained model's map (1 = unchanged), Spearman |.| / signed:"
         ]
-        width = max(len(label) for label, _ in picks) + 2
+        width = max(13, *(len(label) for label, _ in picks)) + 2
         lines.append(" " * 18 + "".join(label.rjust(width) for label, _ in picks))
         for method in results[0].similarity:
             cells = []

@@ -510,11 +510,15 @@ def _notes(
 ) -> None:
     target = result.protocol["target"]
     explained = "each image's top-1" if target == "top-1" else target
-    result.notes.append(
-        f"class explained: {explained}; "
-        f"score: softmax probability; deletion to {result.protocol['substrate']}, insertion "
-        f"from {result.protocol['insertion_substrate']}, {result.protocol['steps']} steps, AUC by trapezoid"
-    )
+    result.notes.append(f"class explained: {explained}; score: its softmax probability")
+    if any(m in result.metrics for m in ("deletion", "insertion")):
+        result.notes.append(
+            f"deletion to {result.protocol['substrate']}, insertion from "
+            f"{result.protocol['insertion_substrate']} (kernel 11, sigma 5 for blur), "
+            f"{result.protocol['steps']} steps, AUC by the trapezoid rule; random = the mean of "
+            f"{result.protocol['random_draws']} smooth random maps "
+            f"({result.protocol['random_grid']}x{result.protocol['random_grid']} upsampled)"
+        )
     if localisation:
         counted = result.count(localisation[0])
         if counted == 0:
