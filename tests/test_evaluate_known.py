@@ -4,7 +4,11 @@ bundled boxes. Deletion at 16 steps to the normalized zero, as in the REFERENCE.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+import torch
 
 import cnnvis
 from cnnvis.evaluate import evaluate
@@ -17,15 +21,29 @@ def model():
     return cnnvis.load_model()
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Runtime only, not the numbers: these runs are hundreds of small batch-1 passes, which
+    intra-op threads barely speed up, and on a CPU shared with other jobs two threads that wait
+    for each other made them 10-40x slower (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def grad_cam(model):
-    return evaluate(model, PHOTOS, ["grad-cam"], ["deletion", "pointing-game"], steps=16, seed=0)
+    with one_thread():
+        return evaluate(model, PHOTOS, ["grad-cam"], ["deletion", "pointing-game"], steps=16)
 
 
 @pytest.fixture(scope="module")
 def cascade(model):
-    methods = ["gradient", "guided-backprop", "grad-cam"]
-    return evaluate(model, PHOTOS, methods, ["cascading"], seed=0)
+    with one_thread():
+        return evaluate(model, PHOTOS, ["gradient", "guided-backprop", "grad-cam"], ["cascading"])
 
 
 def test_grad_cam_beats_smooth_random_and_its_reversed_order_on_deletion(grad_cam):
@@ -64,6 +82,8 @@ def test_top_layer_randomization_changes_gradient_and_grad_cam_not_guided_backpr
         assert guided > 0.9, measure
         for method in ("gradient", "grad-cam"):
             assert _mean(cascade, method, measure, 1) < guided - 0.3, (method, measure)
+    flagged = {(f.method, f.baseline) for f in cascade.flags}
+    assert flagged == {("guided-backprop", "after classifier")}
 
 
 def test_full_cascading_randomization_decorrelates_gradient_and_grad_cam(cascade):

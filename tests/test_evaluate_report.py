@@ -105,6 +105,18 @@ def test_flags_compare_means_in_the_right_direction():
     assert "0.200!" in text and "centred" in text
 
 
+def test_a_map_that_survives_randomization_is_flagged():
+    from cnnvis.evaluate import RandomizationResult
+
+    steps = ["trained", "fc", "conv"]
+    same = {"spearman-abs": [1.0, 0.95, 0.2], "spearman": [1.0, 0.9, 0.1]}
+    moved = {"spearman-abs": [1.0, 0.6, 0.1], "spearman": [1.0, 0.2, 0.0]}
+    result = RandomizationResult("cascading", "i", 0, "c", steps, {"a": same, "b": moved})
+    ev = Evaluation("m", ["a", "b"], [], ["cascading"], ["i"], {}, randomization=[result])
+    assert [(f.method, f.baseline) for f in ev.flags] == [("a", "after fc")]
+    assert "does not depend on those weights" in str(ev.flags[0])
+
+
 def test_metric_names_and_groups():
     assert resolve_metrics(None)[0] == [*[m for m in METRICS]]
     assert resolve_metrics("road,cascading")[0] == ["road-morf", "road-lerf", "cascading"]
@@ -159,7 +171,12 @@ def test_the_command(tmp_path, capsys):
                    "--out", str(out)])  # fmt: skip
     assert args.handler is cmd_evaluate
     args.quiet, args.debug = True, False
-    assert cmd_evaluate(args) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # runtime only: see test_evaluate_known.one_thread
+    try:
+        assert cmd_evaluate(args) == 0
+    finally:
+        torch.set_num_threads(threads)
     printed = capsys.readouterr().out
     assert "grad-cam" in printed and "pointing-game" in printed and "evaluation.html" in printed
     assert (out / "scores.csv").is_file() and (out / "evaluation.html").is_file()

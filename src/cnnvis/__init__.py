@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from . import evaluate
 from .api import classify, explain, explain_many, sweep
 from .errors import (
     CnnvisError,
@@ -64,6 +65,7 @@ __all__ = [
     "__version__",
     "classify",
     "default_layer",
+    "evaluate",
     "explain",
     "explain_many",
     "get_method",

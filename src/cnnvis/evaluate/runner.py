@@ -511,13 +511,17 @@ def _notes(
     target = result.protocol["target"]
     explained = "each image's top-1" if target == "top-1" else target
     result.notes.append(f"class explained: {explained}; score: its softmax probability")
-    if any(m in result.metrics for m in ("deletion", "insertion")):
+    p = result.protocol
+    parts = []
+    if "deletion" in result.metrics:
+        parts.append(f"deletion to {p['substrate']}")
+    if "insertion" in result.metrics:
+        parts.append(f"insertion from {p['insertion_substrate']} (blur: kernel 11, sigma 5)")
+    if parts:
         result.notes.append(
-            f"deletion to {result.protocol['substrate']}, insertion from "
-            f"{result.protocol['insertion_substrate']} (kernel 11, sigma 5 for blur), "
-            f"{result.protocol['steps']} steps, AUC by the trapezoid rule; random = the mean of "
-            f"{result.protocol['random_draws']} smooth random maps "
-            f"({result.protocol['random_grid']}x{result.protocol['random_grid']} upsampled)"
+            f"{', '.join(parts)}, {p['steps']} steps, AUC by the trapezoid rule; random = the "
+            f"mean of {p['random_draws']} smooth random maps ({p['random_grid']}x"
+            f"{p['random_grid']} upsampled)"
         )
     if localisation:
         counted = result.count(localisation[0])
