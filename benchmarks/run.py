@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib.metadata
 import json
 import os
 import platform
@@ -79,14 +80,24 @@ def machine(ctx: Context) -> dict[str, Any]:
         "load_average": _load(),
         "git_commit": _git_commit(),
     }
-    for package in ("torchvision", "captum", "torchcam", "pytorch_grad_cam", "cnnvis"):
+    for package, distribution in _PACKAGES.items():
         try:
-            info[package] = getattr(__import__(package), "__version__", "installed")
-        except ImportError:
+            info[package] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
             info[package] = None
     if ctx.device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(ctx.device)
     return info
+
+
+# the package versions recorded with every run: import name -> distribution name
+_PACKAGES = {
+    "torchvision": "torchvision",
+    "captum": "captum",
+    "torchcam": "torchcam",
+    "pytorch_grad_cam": "grad-cam",
+    "cnnvis": "cnnvis",
+}
 
 
 def _cpu_model() -> str:
