@@ -3,6 +3,8 @@ identities, agreement with TorchCAM and pytorch-grad-cam, sweeps and several lay
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,9 @@ import cnnvis
 from cnnvis.capture import record
 from cnnvis.methods import get_method, list_methods
 from cnnvis.methods.cam import layer_activation, layer_gradient, weighted_sum
+from cnnvis.postprocess import normalize
 
-from conftest import HandNet
+from conftest import HandNet, TinyCNN
 
 FAMILY = ["grad-cam++", "xgrad-cam", "layer-cam", "hires-cam", "eigen-cam"]
 CAMS = ["grad-cam", *FAMILY]
@@ -107,18 +110,95 @@ def test_hires_and_xgrad_equal_grad_cam_when_the_gradient_is_constant(tiny_cnn, 
     assert torch.allclose(maps["xgrad-cam"], maps["grad-cam"], atol=1e-6)
 
 
-def test_every_cam_in_a_sweep_and_on_several_layers(tiny_cnn, tiny_input):
-    layers = ["conv1", "relu1", "conv2", "relu2"]
-    many = cnnvis.explain_many(tiny_cnn, tiny_input, CAMS, layers)
-    assert set(many) == {(m, layer) for m in CAMS for layer in layers}
-    for name in FAMILY:
-        sweep = cnnvis.sweep(tiny_cnn, tiny_input, name, layers="all")
-        assert sweep.layers == layers
-        for layer in layers:
-            assert sweep[layer].map.shape == (3, 16, 16) and torch.isfinite(sweep[layer].map).all()
-            assert torch.allclose(sweep[layer].map, many[(name, layer)].map, atol=1e-6)
-        alone = cnnvis.explain(tiny_cnn, tiny_input, name, layer="conv2")
-        assert torch.allclose(alone.layer_map, many[(name, "conv2")].layer_map, atol=1e-6)
+# Every method that maps a layer: the CAM family, Score-CAM, Ablation-CAM, guided Grad-CAM.
+# `cam` itself is defined only at the layer feeding GAP + linear (tested below).
+LAYER_METHODS = [m.name for m in list_methods() if m.needs_layer and m.name != "cam"]
+TINY_LAYERS = ["conv1", "relu1", "conv2", "relu2"]
+
+
+def test_every_layer_method_is_listed():
+    assert {"score-cam", "ablation-cam", "eigen-cam", "guided-grad-cam", *CAMS} <= set(
+        LAYER_METHODS
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_many():
+    """Every layer method at every layer of TinyCNN from one `explain_many` call."""
+    model = TinyCNN().eval()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    return model, x, cnnvis.explain_many(model, x, LAYER_METHODS, TINY_LAYERS)
+
+
+@pytest.mark.parametrize("name", LAYER_METHODS)
+def test_every_layer_method_in_a_sweep_and_on_several_layers(tiny_many, name):
+    """Several layers at once (one recorded forward) give each layer's map as computed alone,
+    and the sweep over every layer gives the same maps."""
+    model, x, many = tiny_many
+    assert {(name, layer) for layer in TINY_LAYERS} <= set(many)
+    sweep = cnnvis.sweep(model, x, name, layers="all")
+    assert sweep.layers == TINY_LAYERS
+    shape = (3, 3, 16, 16) if get_method(name).kind == "pixel" else (3, 16, 16)
+    for layer in TINY_LAYERS:
+        e = sweep[layer]
+        assert e.map.shape == shape and torch.isfinite(e.map).all()
+        assert e.map.abs().amax() > 0, (name, layer)
+        assert torch.allclose(e.map, many[(name, layer)].map, rtol=1e-5, atol=1e-6)
+    alone = cnnvis.explain(model, x, name, layer="conv2")
+    assert torch.allclose(alone.map, many[(name, "conv2")].map, rtol=1e-5, atol=1e-6)
+
+
+def test_cam_works_at_the_gap_layer_and_refuses_the_others(tiny_cnn, tiny_input):
+    failures: dict[str, cnnvis.CnnvisError] = {}
+    many = cnnvis.explain_many(tiny_cnn, tiny_input, ["cam"], TINY_LAYERS, failures=failures)
+    assert ("cam", "relu2") in many and isinstance(failures["cam"], cnnvis.MethodError)
+    with pytest.raises(cnnvis.MethodError, match="grad-cam"):
+        cnnvis.sweep(tiny_cnn, tiny_input, "cam", layers="all")
+
+
+# --- several layers fused into one map ---
+
+
+def test_fused_layers_by_hand():
+    from cnnvis.methods.fusion import fuse_layers
+
+    def cam(layer, values):
+        m = torch.tensor(values, dtype=torch.float64)[None]
+        return cnnvis.Explanation("grad-cam", m, [0], ["c"], [0.5], torch.zeros(1, 3, 2, 2), layer)
+
+    # relu, then min-max per map: a -> [[0, 1], [0.5, 0]], b -> [[1, 0], [0, 0.5]]
+    a = cam("a", [[-1.0, 4.0], [2.0, 0.0]])
+    b = cam("b", [[6.0, 0.0], [-3.0, 3.0]])
+    mean = fuse_layers([a, b])  # mean [[0.5, 0.5], [0.25, 0.25]], min-max again
+    assert torch.equal(mean.map[0], torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=torch.float64))
+    top = fuse_layers({"a": a, "b": b}, how="max")
+    assert torch.equal(top.map[0], torch.tensor([[1.0, 1.0], [0.5, 0.5]], dtype=torch.float64))
+    assert (top.layer, top.params["fused_layers"], top.params["fusion"]) == (
+        "a+b",
+        ["a", "b"],
+        "max",
+    )
+    assert top.layer_map is None
+    with pytest.raises(cnnvis.MethodError, match="how"):
+        fuse_layers([a, b], how="sum")
+    with pytest.raises(cnnvis.MethodError, match="same method"):
+        fuse_layers([a, replace(b, method="layer-cam")])
+    with pytest.raises(cnnvis.MethodError, match="no explanations"):
+        fuse_layers([])
+
+
+@pytest.mark.parametrize("name", ["grad-cam", "score-cam", "eigen-cam"])
+def test_fused_layers_of_a_sweep(tiny_cnn, tiny_input, name):
+    from cnnvis.methods.fusion import fuse_layers
+
+    sweep = cnnvis.sweep(tiny_cnn, tiny_input, name, layers=["relu1", "relu2"])
+    fused = fuse_layers(sweep, how="max")
+    assert fused.map.shape == (3, 16, 16) and fused.map.min() >= 0 and fused.map.max() <= 1
+    # the maximum of the two normalised maps, position by position
+    assert torch.equal(
+        fused.map,
+        torch.maximum(*(normalize(e.map.clamp(min=0)) for e in sweep.explanations.values())),
+    )
 
 
 def test_registry_entries():
@@ -271,3 +351,21 @@ def test_torchcam_grad_cam_plus_plus_is_a_different_definition(resnet):
         grads = layer_gradient(rec, layer).double()
         cubed = weighted_sum(acts, (grads.pow(2) * grads.clamp(min=0)).sum(dim=(2, 3)))
         assert _corr(cubed, their_map).min() >= 0.9999
+
+
+def test_fused_mean_is_pytorch_grad_cams_several_target_layers(resnet):
+    """pytorch-grad-cam with target_layers=[layer3, layer4]: per layer ReLU, min-max, resize,
+    then the mean, min-maxed again. It ReLUs and normalises before resizing (OpenCV), cnnvis
+    after upsampling: the same up to that order (measured r > 0.99)."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from cnnvis.methods.fusion import fuse_layers
+
+    model, x, targets, _, _ = resnet
+    fused = fuse_layers(cnnvis.explain_many(model, x, ["grad-cam"], LAYERS, target=targets))
+    modules = [dict(model.named_modules())[name] for name in LAYERS]
+    with pytorch_grad_cam.GradCAM(model=model, target_layers=modules) as cam:
+        theirs = cam(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in targets])
+    corr = _corr(fused.map, torch.from_numpy(theirs))
+    assert corr.min() >= 0.99, corr.tolist()

@@ -1,6 +1,7 @@
 """Known outcomes on real inputs: the default model (EfficientNet-Lite0, ImageNet weights) on
-the four sample photos the REFERENCE measured (cat, coffee, rocket, motorcycle), with the
-bundled boxes. Deletion at 16 steps to the normalized zero, as in the REFERENCE."""
+the four sample photos the REFERENCE measured (cat, coffee, rocket, motorcycle) and the
+cameraman (tripod), with the bundled boxes drawn by eye. Deletion at 16 steps to the
+normalized zero, as in the REFERENCE. The randomization checks use the REFERENCE's four."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import cnnvis
 from cnnvis.evaluate import evaluate
 
 PHOTOS = ["sample:cat", "sample:coffee", "sample:rocket", "sample:motorcycle"]
+WITH_BOXES = [*PHOTOS, "sample:camera"]  # every sample with a clear ImageNet object
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,8 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def grad_cam(model):
     with one_thread():
-        return evaluate(model, PHOTOS, ["grad-cam"], ["deletion", "pointing-game"], steps=16)
+        metrics = ["deletion", "pointing-game", "energy-pointing-game"]
+        return evaluate(model, WITH_BOXES, ["grad-cam"], metrics, steps=16)
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +58,28 @@ def test_grad_cam_beats_smooth_random_and_its_reversed_order_on_deletion(grad_ca
         "espresso",
         "missile",
         "moped",
+        "tripod",
     ]
-    assert grad_cam.count("pointing-game") == 4
+
+
+def test_grad_cam_points_at_four_of_five_objects_the_centre_at_all_five(grad_cam):
+    """Measured, and reported as such: the centre baseline wins the pointing game here. The one
+    miss is the rocket (a 16 px wide box in the middle of the crop, drawn on the rocket alone):
+    at the default layer (7 x 7, 32 px cells) Grad-CAM's maximum lies in the sky 25 px to its
+    left. The photos' objects are centred, so the centre Gaussian's maximum is on every object;
+    the output says so in the flag and the notes. On the energy-based game, which weighs the
+    whole map, Grad-CAM puts more of its mass on the objects than the centre Gaussian does."""
+    hits = [grad_cam.value("grad-cam", "pointing-game", image) for image in WITH_BOXES]
+    assert hits == [1.0, 1.0, 0.0, 1.0, 1.0]
+    assert grad_cam.value("centre", "pointing-game") == 1.0
+    assert grad_cam.count("pointing-game") == 5
+    lost = [f for f in grad_cam.flags if f.metric == "pointing-game"]
+    assert [(f.baseline, f.value, f.baseline_value) for f in lost] == [("centre", 0.8, 1.0)]
+    assert "centred" in lost[0].note and "centred" in grad_cam.table()
     assert any("centre baseline is strong" in note for note in grad_cam.notes)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: Grad-CAM hits 3 of 4 photos, the centre baseline 4 of 4. On the rocket "
-    "(a 16 px wide box in the middle) Grad-CAM's two maxima lie in the sky on either side, "
-    "25 px from the rocket (7x7 layer, 32 px cells); see the evaluate report",
-)
-def test_grad_cam_points_at_least_as_well_as_the_centre(grad_cam):
-    assert grad_cam.value("grad-cam", "pointing-game") >= grad_cam.value("centre", "pointing-game")
+    energy = grad_cam.value("grad-cam", "energy-pointing-game")
+    assert energy == pytest.approx(0.677, abs=0.005)
+    assert energy > grad_cam.value("centre", "energy-pointing-game") + 0.03
 
 
 def _mean(ev, method: str, measure: str, step: int) -> float:

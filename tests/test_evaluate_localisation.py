@@ -143,8 +143,9 @@ def test_bundled_boxes_cover_the_samples_and_follow_other_preprocessing():
     boxes = load_boxes(None)
     default = Preprocess(resize_size=256, crop_size=224, mean=(0.5,) * 3, std=(0.5,) * 3)
     sizes = {"cat": (451, 300), "coffee": (600, 400), "rocket": (640, 427)}
-    sizes.update({"motorcycle": (741, 500), "astronaut": (512, 512)})
+    sizes.update({"motorcycle": (741, 500), "astronaut": (512, 512), "camera": (512, 512)})
     classes = {"cat": 285, "coffee": 967, "rocket": 657, "motorcycle": 665, "astronaut": 450}
+    classes["camera"] = 872  # tripod
     for name, size in sizes.items():
         mask = boxes.object_mask(f"sample:{name}", classes[name], default, size, (224, 224))
         assert mask is not None and 0 < mask.sum() <= 224 * 224

@@ -1,5 +1,6 @@
 """`evaluate` end to end on a tiny model: determinism, flags, the user's model untouched, the
-table, CSV, figures, HTML and files; and the `evaluate` command (not yet wired into cli.py)."""
+table, CSV, figures, HTML (a page, and a section of the report) and files; the `evaluate`
+command."""
 
 from __future__ import annotations
 
@@ -143,15 +144,35 @@ def test_table_csv_figures_html_and_files(tiny_eval, tmp_path):
         rows[0]
     )
     figs = tiny_eval.figures()
-    assert {"summary", "curves-tensor_0_", "randomization-cascading"} <= set(figs)
+    assert {
+        "summary",
+        "curves-tensor_0_",
+        "randomization-cascading",
+        "randomization-independent",
+        "randomization-cascading-maps-tensor_0_",  # the paper's figure: maps per step
+    } <= set(figs)
     assert all(isinstance(f, Figure) for f in figs.values())
     written = tiny_eval.save(tmp_path)
     html = (tmp_path / "evaluation.html").read_text()
-    assert "<section class='cnnvis-eval'>" in html
+    assert "<section class='cnnvis-eval' id='evaluation'>" in html
     assert html.count("data:image/png;base64,") == len(figs)
     for name in ("scores.csv", "summary.csv", "curves.csv", "randomization.csv",
                  "evaluation.html", "evaluation.json", "summary.png"):  # fmt: skip
         assert (tmp_path / name).is_file() and name in written
+
+
+def test_the_evaluation_is_a_section_of_the_html_report(tiny_eval, tmp_path):
+    from cnnvis.report import write_report
+
+    run = {"command": "explain", "model": "tiny", "methods": ["grad-cam"]}
+    entry = {"source": "a.png", "folder": "a", "files": {}, "target": {"index": 1, "name": "x"}}
+    page = write_report(tmp_path, run, [entry], evaluation=tiny_eval.html()).read_text()
+    assert "<a href='#evaluation'>evaluation</a>" in page
+    section = page.index("<section class='cnnvis-eval' id='evaluation'>")
+    assert page.index("<section class='image' id='image-1'>") < section < page.index("<footer>")
+    assert "reversed:grad-cam" in page[section:] and "data:image/png;base64," in page[section:]
+    plain = write_report(tmp_path / "plain", run, [entry]).read_text()
+    assert "cnnvis-eval" not in plain and "#evaluation" not in plain
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -73,6 +73,7 @@ def test_sample_with_alpha_is_composited_on_white():
         (Image.new("L", (2, 2), 100), (100, 100, 100)),
         (Image.new("LA", (2, 2), (100, 255)), (100, 100, 100)),
         (Image.new("LA", (2, 2), (100, 0)), (255, 255, 255)),
+        (Image.new("La", (2, 2), (100, 255)), (100, 100, 100)),
         (Image.new("RGBA", (2, 2), (255, 0, 0, 255)), (255, 0, 0)),
         (Image.new("RGBA", (2, 2), (255, 0, 0, 0)), (255, 255, 255)),
         (Image.new("CMYK", (2, 2), (0, 0, 0, 0)), (255, 255, 255)),
@@ -215,6 +216,7 @@ def test_animated_gif_uses_first_frame(tmp_path: Path, caplog):
         loaded = load_image(path)
     assert _pixel(loaded) == (255, 0, 0)
     assert "only the first" in caplog.text
+    assert loaded.info["cnnvis_notes"] == [f"{path} has 3 frames; only the first is used"]
 
 
 def test_missing_file():
@@ -295,9 +297,58 @@ def test_header_size_is_checked_before_decoding(tmp_path: Path):
 
 def test_decompression_bomb_is_an_image_error(tmp_path: Path):
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(30_000, 30_000))
-    with pytest.raises(ImageError, match="too large to decode safely"):
-        load_image(path, max_pixels=10**12)  # past our limit, PIL's own guard still holds
+    path.write_bytes(_png_header_only(30_000, 30_000))  # past PIL's own guard (2 x 89 M)
+    message = "too large to decode safely: 30000x30000 = 900,000,000 pixels, more than the limit"
+    with pytest.raises(ImageError, match=message):
+        load_image(path)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_max_pixels_above_pils_guard_lifts_it_for_that_call(monkeypatch):
+    """`max_pixels` is the one limit: above Pillow's guard, the guard is lifted (and put back)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses > 200 pixels
+    data = _png_bytes(Image.new("RGB", (30, 10), (1, 2, 3)))  # 300 pixels
+    with pytest.raises(ImageError, match="30x10 = 300 pixels, more than the limit of 250"):
+        load_image(data, max_pixels=250)
+    with pytest.raises(ImageError, match="too large to decode safely: 30x10 = 300 pixels"):
+        load_image(data, max_pixels=150)  # Pillow's guard stops it first; our words
+    assert _pixel(load_image(data, max_pixels=300)) == (1, 2, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_pixel_limit_from_the_environment(monkeypatch):
+    data = _png_bytes(Image.new("RGB", (10, 10)))
+    monkeypatch.setenv("CNNVIS_MAX_PIXELS", "99")
+    with pytest.raises(ImageError, match="more than the limit of 99;"):
+        load_image(data)
+    assert load_image(data, max_pixels=100).size == (10, 10)  # the argument wins
+    monkeypatch.setenv("CNNVIS_MAX_PIXELS", "1_000")
+    assert load_image(data).size == (10, 10)
+    monkeypatch.setenv("CNNVIS_MAX_PIXELS", "-5")
+    with pytest.raises(ImageError, match="CNNVIS_MAX_PIXELS='-5' is not a positive whole number"):
+        load_image(data)
+    with pytest.raises(ImageError, match="max_pixels must be a positive whole number"):
+        load_image(data, max_pixels=0)
+
+
+def test_empty_images_and_unreadable_paths(tmp_path: Path):
+    with pytest.raises(ImageError, match="0x3 pixels, which is empty"):
+        load_image(Image.new("RGB", (0, 3)))
+    with pytest.raises(ImageError, match="not found: cat.*check the path"):
+        load_image("cat\x00.png")  # a NUL byte: no such file
+    with pytest.raises(ImageError, match="cannot read"):
+        load_image("x" * 5000 + ".png")
+    with pytest.raises(ImageError, match="cannot read '~no-such-user-0/cat.png'"):
+        load_image("~no-such-user-0/cat.png")
+
+
+def test_a_lazily_opened_damaged_file_is_an_image_error(tmp_path: Path):
+    data = _png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3),
+                                                                         dtype=np.uint8)))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with Image.open(path) as lazy, pytest.raises(ImageError, match="damaged or truncated"):
+        load_image(lazy)  # PIL decodes only now
 
 
 def test_urls_are_not_fetched():

@@ -91,6 +91,12 @@ def test_registry_has_the_tutorial_methods():
         assert info.kind in ("pixel", "cam")
 
 
+def test_per_channel_methods_are_marked():
+    """`per_channel`: one forward per channel of the layer (what the model-state audit limits to
+    small architectures)."""
+    assert {m.name for m in list_methods() if m.per_channel} == {"score-cam", "ablation-cam"}
+
+
 def test_unknown_method_suggests_close_names():
     with pytest.raises(cnnvis.MethodError, match="grad-cam"):
         get_method("gradcam")

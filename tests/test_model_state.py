@@ -46,7 +46,7 @@ MUST_RUN = {"gradient", "guided-backprop", "deconvnet", "grad-cam", "guided-grad
 # Methods whose cost is one forward per channel of the layer (Score-CAM, Ablation-CAM): 512 to
 # 2048 forwards per image on the torchvision models, minutes per call on 2 CPU cores. They run
 # on the small architectures only (<= 64 channels at the default layer).
-PER_CHANNEL = {info.name for info in cnnvis.list_methods() if "channel" in info.passes}
+PER_CHANNEL = {info.name for info in cnnvis.list_methods() if info.per_channel}
 SMALL_ARCHS = {"tiny", "inplace_reused", "densenet_slim"}
 
 

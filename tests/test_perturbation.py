@@ -99,7 +99,8 @@ def test_occlusion_batches_and_batch_equals_single_images(tiny_cnn, x16):
         return cnnvis.explain(tiny_cnn, x16, "occlusion", window=4, stride=2, batch_size=10)
 
     e, sizes = count_batches(tiny_cnn, call)
-    assert max(sizes) == 10 and sum(sizes) == 3 + 3 * 49
+    # the recorded forward, the unoccluded images scored alike, 49 windows per image
+    assert max(sizes) == 10 and sum(sizes) == 3 + 3 + 3 * 49
     model, x = TinyCNN().double().eval(), x16.double()
     batch = cnnvis.explain(model, x, "occlusion", target=[0, 1, 2], window=4, stride=2)
     for i in range(3):
@@ -219,3 +220,22 @@ def test_rise_of_a_unit_scores_the_unit(tiny_cnn, x16):
 def test_rise_bad_parameters(tiny_cnn, x16, params, match):
     with pytest.raises(cnnvis.MethodError, match=match):
         cnnvis.explain(tiny_cnn, x16, "rise", **params)
+
+
+def test_occlusion_in_channels_last_with_folded_batch_norms_is_captums(monkeypatch):
+    """On CPU in float32, large enough batches run in channels_last with the BatchNorms folded
+    (thresholds lowered here for a small input): the same map up to rounding."""
+    import cnnvis.methods._batching as batching
+    import cnnvis.methods._folding as folding
+
+    monkeypatch.setattr(batching, "CHANNELS_LAST_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(folding, "FOLD_MIN_ELEMENTS", 0)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    e = cnnvis.explain(model, x, "occlusion", window=12, stride=6, batch_size=16)
+    captum = Occlusion(model).attribute(
+        x, (3, 12, 12), (3, 6, 6), baselines=0.0, target=e.targets, perturbations_per_eval=16
+    )
+    assert relative(e.map, captum) < 1e-3
+    assert float(torch.corrcoef(torch.stack([e.map.flatten(), captum.flatten()]))[0, 1]) > 0.9999

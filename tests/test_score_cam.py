@@ -23,10 +23,11 @@ import torchvision
 from torch import nn
 
 import cnnvis
-import cnnvis.methods.score_cam as score_cam_module
+import cnnvis.methods._batching as batching_module
+import cnnvis.methods._folding as folding_module
 from cnnvis.capture import record
 from cnnvis.methods.ablation_cam import ablation_cam
-from cnnvis.methods.score_cam import channel_scores, score_cam
+from cnnvis.methods.score_cam import channel_scores, mask_plan, score_cam
 from cnnvis.targets import UnitTarget
 
 from conftest import TinyCNN
@@ -174,6 +175,27 @@ def test_skipping_constant_and_identical_channels_changes_nothing(softmax):
     )
 
 
+def test_channels_with_the_same_normalised_map_share_one_forward():
+    """At conv2 (before the ReLU) channel 3 = 4 x channel 2: the same min-max normalised map,
+    the same mask, one forward; channel 5 = -channel 4 is another mask. Channels 0 and 1 are
+    constant: one all-zero row."""
+    model = RedundantNet().eval()
+    with torch.no_grad():
+        model.conv2.weight[3], model.conv2.bias[3] = (
+            4 * model.conv2.weight[2],
+            4 * model.conv2.bias[2],
+        )
+        model.conv2.weight[5], model.conv2.bias[5] = -model.conv2.weight[4], -model.conv2.bias[4]
+    x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    rec = record(model, x, ["conv2"])
+    act = rec.activations["conv2"].detach()
+    rows, _, where = mask_plan(act, reuse=True)
+    assert len(rows) == 1 + 5 and where[0, 3] == where[0, 2] and where[0, 5] != where[0, 4]
+    saved = score_cam(rec, "conv2", batch_size=4)
+    plain = score_cam(rec, "conv2", batch_size=4, reuse=False)
+    torch.testing.assert_close(saved, plain, rtol=1e-12, atol=1e-12)
+
+
 def test_ablation_skips_channels_that_are_already_zero():
     model = RedundantNet().eval()
     x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
@@ -284,11 +306,14 @@ class ViewNet(TinyCNN):
         return self.fc(x.reshape(len(x), -1) if self.reshape else x.view(len(x), -1))
 
 
-def test_score_cam_falls_back_to_contiguous_inputs(tiny_input):
+def test_score_cam_falls_back_to_contiguous_inputs(tiny_input, monkeypatch, caplog):
+    monkeypatch.setattr(batching_module, "CHANNELS_LAST_MIN_ELEMENTS", 0)  # tiny inputs too
     model, twin = ViewNet().eval(), ViewNet(reshape=True).eval()
     with pytest.raises(RuntimeError, match="view"):
         model(tiny_input.contiguous(memory_format=torch.channels_last))
-    a = cnnvis.explain(model, tiny_input, "score-cam", layer="relu2").layer_map
+    with caplog.at_level("INFO", logger="cnnvis.methods._batching"):
+        a = cnnvis.explain(model, tiny_input, "score-cam", layer="relu2").layer_map
+    assert "channels_last forward failed" in caplog.text
     b = cnnvis.explain(twin, tiny_input, "score-cam", layer="relu2").layer_map
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -408,7 +433,7 @@ class FoldNet(nn.Module):
 
 @pytest.fixture
 def fold_everything(monkeypatch):
-    monkeypatch.setattr(score_cam_module, "FOLD_MIN_ELEMENTS", 0)  # fold tiny models too
+    monkeypatch.setattr(folding_module, "FOLD_MIN_ELEMENTS", 0)  # fold tiny models too
 
 
 def test_batch_norm_folding_folds_what_only_a_batch_norm_reads(fold_everything):
@@ -416,7 +441,7 @@ def test_batch_norm_folding_folds_what_only_a_batch_norm_reads(fold_everything):
     x = torch.randn(4, 3, 12, 12, generator=torch.Generator().manual_seed(7)) + 0.5
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modes = torch._C._len_torch_function_stack()
-    folding = score_cam_module.BatchNormFolding(model)
+    folding = folding_module.BatchNormFolding(model)
     with torch.inference_mode():
         expected = model(x)
         for _ in range(2):  # the probe, then a folded forward
@@ -435,7 +460,7 @@ def test_batch_norm_folding_leaves_a_convolution_that_a_hook_reads(fold_everythi
     seen = []
     handle = model.conv1.register_forward_hook(lambda m, a, out: seen.append(out.sum()))
     try:
-        folding = score_cam_module.BatchNormFolding(model)
+        folding = folding_module.BatchNormFolding(model)
         x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(8)) + 0.5
         with torch.inference_mode():
             expected, reads = model(x), list(seen)

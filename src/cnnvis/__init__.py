@@ -48,6 +48,15 @@ def load_image(*args, **kwargs):
     return _load_image(*args, **kwargs)
 
 
+def __getattr__(name: str):
+    """`cnnvis.batch` (whole datasets) is imported on first use."""
+    if name == "batch":
+        import importlib
+
+        return importlib.import_module(".batch", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CnnvisError",
     "Explanation",

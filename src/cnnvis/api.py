@@ -10,12 +10,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture import Recording, record
+from .capture import Recording, check_finite_logits, no_autocast, record, scripted_methods
 from .errors import CnnvisError, ImageError, LayerError, MethodError
 from .explanation import Explanation, Prediction, Sweep
 from .layers import default_layer, probe, resolve_layer, sweep_layers
 from .methods import MethodInfo, get_method
-from .model import LoadedModel, as_loaded, imagenet_categories
+from .model import (
+    LoadedModel,
+    as_loaded,
+    compute_model,
+    half_precision,
+    imagenet_categories,
+    is_scripted,
+    unwrap,
+)
 from .postprocess import upsample
 from .targets import TargetSpec, select_logits
 
@@ -24,26 +32,45 @@ log = logging.getLogger(__name__)
 ImageLike = Any  # path, "sample:NAME", PIL image, NumPy array, bytes, or a tensor
 
 
-def prepare_inputs(model: LoadedModel, images: ImageLike) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_inputs(
+    model: LoadedModel, images: ImageLike, notes: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Model input (N, C, H, W) and the [0, 1] pictures it shows (N, 3, H, W).
 
     A tensor is taken as already-preprocessed model input ((C, H, W) or (N, C, H, W)); anything
     else is loaded as an image (or a list of them) and preprocessed with the model's transform.
+    What loading noted (e.g. "only the first frame is used") is appended to `notes`.
     """
     if isinstance(images, torch.Tensor):
         x = images if images.dim() == 4 else images[None]
-        if x.dim() != 4:
-            raise ImageError(
-                f"a tensor input must be (C, H, W) or (N, C, H, W), got {tuple(images.shape)}"
-            )
+        _check_tensor(images, x)
         return x, _display_from_input(model, x)
-    from .images import load_image
+    from .images import NOTES, load_image
 
     items = list(images) if isinstance(images, list | tuple) else [images]
     if not items:
-        raise ImageError("no images given")
-    display = torch.stack([model.preprocess.to_display(load_image(item)) for item in items])
+        raise ImageError("no images given; pass an image, a list of images or a tensor")
+    pictures = [load_image(item) for item in items]
+    for picture in pictures:
+        (notes if notes is not None else []).extend(picture.info.get(NOTES, []))
+    display = torch.stack([model.preprocess.to_display(picture) for picture in pictures])
     return model.preprocess.normalize(display), display
+
+
+def _check_tensor(images: torch.Tensor, x: torch.Tensor) -> None:
+    """An ImageError unless `x` is a non-empty, finite, floating (N, C, H, W) input."""
+    shape = tuple(images.shape)
+    if x.dim() != 4:
+        raise ImageError(f"a tensor input must be (C, H, W) or (N, C, H, W), got {shape}")
+    if x.numel() == 0:
+        raise ImageError(f"the input tensor {shape} is empty; pass at least one image")
+    if not x.is_floating_point():
+        raise ImageError(
+            f"a tensor input must be preprocessed floating-point model input, got {x.dtype}; "
+            "pass the image itself (path, PIL, array) or convert and normalize it first"
+        )
+    if not torch.isfinite(x).all():
+        raise ImageError("the input tensor contains NaN or infinity; clean it first")
 
 
 def _display_from_input(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +103,7 @@ def classify(
     images: ImageLike,
     top_k: int = 5,
     *,
-    output: str | None = None,
+    output: str | int | None = None,
 ) -> list[Prediction] | list[list[Prediction]]:
     """Top-k classes with names and softmax probabilities: a list for one image, a list of
     lists for a batch (a list of images or an (N, C, H, W) tensor)."""
@@ -84,8 +111,11 @@ def classify(
 
     lm = as_loaded(model)
     x, _ = prepare_inputs(lm, images)
-    with model_state_guard(lm.module), torch.no_grad():
-        logits = select_logits(lm.module(x.to(lm.device)), output)
+    module = compute_model(lm.module)
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), x.dtype)
+    with model_state_guard(module), torch.no_grad():
+        logits = select_logits(module(x.to(lm.device, dtype)), output)
+    check_finite_logits(logits)
     result = top_predictions(logits, _categories(lm, logits.shape[1]), top_k)
     return result if _is_batched(images) else result[0]
 
@@ -118,7 +148,7 @@ def explain_many(
     layers: Sequence[str | None] | str | None = None,
     target: TargetSpec = None,
     *,
-    output: str | None = None,
+    output: str | int | None = None,
     failures: dict[str, CnnvisError] | None = None,
     top_k: int = 5,
     params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -130,12 +160,23 @@ def explain_many(
     dict, a method that cannot run on this model (e.g. CAM without a GAP head) is recorded
     there by name and the others go on; without one, its error is raised. `params` gives
     keyword arguments per method name, e.g. {"integrated-gradients": {"steps": 64}}.
+    `output` picks the logits from a model that returns a dict, tuple or object (a key,
+    attribute or index; see `cnnvis.targets.select_logits`).
     """
     lm = as_loaded(model)
-    infos = [get_method(m) for m in dict.fromkeys(methods)]
-    x, display = prepare_inputs(lm, images)
+    names = [methods] if isinstance(methods, str) else list(methods)
+    infos = list({info.name: info for info in map(_method, names)}.values())
+    if not infos:
+        raise MethodError("no method given; see cnnvis.list_methods()")
+    if is_scripted(unwrap(lm.module)):
+        infos = _without_layer_methods(infos, failures)
+    notes: list[str] = []
+    x, display = prepare_inputs(lm, images, notes)
     x = x.to(lm.device)
     layer_names = _layers_for(lm, infos, layers, tuple(x.shape))
+    half = half_precision(unwrap(lm.module))
+    if half:
+        notes.append(f"the model has {'/'.join(half)} weights; maps come from a float32 copy")
     start = time.perf_counter()
     rec = record(
         lm.module,
@@ -150,6 +191,7 @@ def explain_many(
     rec.prepare(
         input_rules=[r for i in infos for r in i.input_rules],
         layers=layer_names if any(i.layer_gradients for i in infos) else [],
+        last=True,  # every method declares its rules and layers (MethodInfo)
     )
     categories = _categories(lm, rec.logits.shape[1])
     targets = rec.targets.tolist()
@@ -161,6 +203,7 @@ def explain_many(
         "images": display,
         "model": lm.name,
         "predictions": predictions,
+        "notes": notes,
     }
     if rec.unit is not None:  # a unit inside the network: no class, no probability
         n = len(targets)
@@ -180,12 +223,48 @@ def explain_many(
     return results
 
 
+def _method(name: Any) -> MethodInfo:
+    if not isinstance(name, str):
+        raise MethodError(
+            f"a method name must be a string such as 'grad-cam', got {type(name).__name__} "
+            f"{name!r}; see cnnvis.list_methods()"
+        )
+    return get_method(name)
+
+
+def _without_layer_methods(
+    infos: list[MethodInfo], failures: dict[str, CnnvisError] | None
+) -> list[MethodInfo]:
+    """For a TorchScript model: the methods that need no layer; the others are a MethodError
+    (recorded in `failures` if given, when some method is left)."""
+    for info in infos:
+        if not info.needs_layer:
+            continue
+        error = MethodError(
+            f"{info.name} cannot run on a TorchScript model: TorchScript runs outside Python, "
+            "so no layer's activations can be recorded; methods that work: "
+            f"{', '.join(scripted_methods())}; or explain the original (non-scripted) nn.Module"
+        )
+        if failures is None or all(i.needs_layer for i in infos):
+            raise error
+        failures[info.name] = error
+    return [info for info in infos if not info.needs_layer]
+
+
 def _layers_for(
     lm: LoadedModel,
     infos: Sequence[MethodInfo],
     layers: Sequence[str | None] | str | None,
     input_shape: tuple[int, ...],
 ) -> list[str]:
+    if layers is not None and not isinstance(layers, str):
+        if not isinstance(layers, Sequence) or not all(
+            n is None or isinstance(n, str) for n in layers
+        ):
+            raise LayerError(
+                f"layers must be a layer name, a list of names or None, got {layers!r}; "
+                "see cnnvis.list_layers(model)"
+            )
     if not any(i.needs_layer for i in infos):
         named = [layers] if isinstance(layers, str) else list(layers or [])
         for name in named:
@@ -210,11 +289,15 @@ def _one(
 ) -> Explanation:
     extra: dict[str, Any] = {}
     try:
-        raw = info.compute(rec, layer, **kwargs)
+        with no_autocast(rec.inputs):  # maps in the model's precision, even under autocast
+            raw = info.compute(rec, layer, **kwargs)
     except TypeError as error:
-        if "unexpected keyword argument" not in str(error):
+        if "unexpected keyword argument" not in str(error) and not kwargs:
             raise
-        raise MethodError(f"{info.name}: {error}; see cnnvis.get_method({info.name!r})") from None
+        raise MethodError(
+            f"{info.name}: {error} (parameters given: {kwargs}); check their names and types, "
+            f"see cnnvis.get_method({info.name!r})"
+        ) from None
     if isinstance(raw, tuple):  # (map, diagnostics such as IG's completeness error)
         raw, extra = raw
     raw = raw.detach()
@@ -226,8 +309,9 @@ def _one(
         raw = upsample(raw, tuple(rec.inputs.shape[-2:]))
     if not torch.isfinite(raw).all():
         raise MethodError(
-            f"{info.name} produced non-finite values (NaN or inf); check the model's output "
-            "for NaN/inf and use float32"
+            f"{info.name} produced non-finite values (NaN or inf), so no map is drawn: the "
+            "model's gradient is not finite at this input (e.g. sqrt or log at 0 in its "
+            "forward); check the model, or use a method without gradients (occlusion, rise)"
         )
     return Explanation(
         method=info.name,
@@ -246,7 +330,7 @@ def explain(
     layer: str | None = None,
     target: TargetSpec = None,
     *,
-    output: str | None = None,
+    output: str | int | None = None,
     **params: Any,
 ) -> Explanation:
     """One method's maps for one image or a batch (see `explain_many` for several at once).
@@ -255,7 +339,7 @@ def explain(
     and arrays are loaded and preprocessed with the model's transform. Extra keyword arguments
     are the method's parameters (e.g. `steps=64` for integrated gradients).
     """
-    info = get_method(method)
+    info = _method(method)
     results = explain_many(
         model, images, [method], layer, target, output=output, params={info.name: params}
     )
@@ -273,17 +357,19 @@ def sweep(
     layers: str | Sequence[str] = "all",
     target: TargetSpec = None,
     *,
-    output: str | None = None,
+    output: str | int | None = None,
 ) -> Sweep:
     """The map of a layer method at every layer of `layers` ("all", a glob or a list), from one
     recorded forward: one backward to all layers at once, plus one per input rule."""
     lm = as_loaded(model)
-    info = get_method(method)
+    info = _method(method)
     if not info.needs_layer:
         raise MethodError(f"{method} does not depend on a layer, so there is nothing to sweep")
     x, _ = prepare_inputs(lm, images)
     shape = (1, *x.shape[1:])
     names = sweep_layers(lm.module, layers, shape)
+    if unwrap(lm.module) is not lm.module:  # DataParallel: the wrapped module's names
+        names = [name.removeprefix("module.") for name in names]
     infos = {i.name: i for i in probe(lm.module, shape) if i.name in names}
     shapes = {n: i.output_shape for n, i in infos.items()}
     spatial = [n for n in names if n in infos and infos[n].spatial]

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import LayerError, MethodError
+from .errors import LayerError, MethodError, ModelError
 from .guard import model_state_guard
 from .layers import resolve_layer
+from .model import compute_model, is_scripted
 from .rules import RULES, RuleMode, RuleState
 from .targets import TargetSpec, UnitTarget, resolve_targets, select_logits, target_scores
 
@@ -39,10 +40,11 @@ class Recording:
     model: nn.Module
     unit: UnitTarget | None = None
     layers: tuple[str, ...] = ()
-    output_key: str | None = None
+    output_key: str | int | None = None
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None  # [0, 1] picture -> input
     _layer_grads: dict[str, torch.Tensor] = field(default_factory=dict)
     _input_grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    _released: bool = False  # the graph was freed by the last planned backward pass
 
     @property
     def probabilities(self) -> torch.Tensor:
@@ -88,7 +90,7 @@ class Recording:
             raise MethodError("score needs one target class per input row")
         store: dict[str, torch.Tensor] = {}
         handles = []
-        with model_state_guard(self.model), torch.inference_mode():
+        with model_state_guard(self.model), torch.inference_mode(), no_autocast(inputs):
             try:
                 if self.unit is not None:
                     module = resolve_layer(self.model, self.unit.layer)
@@ -109,18 +111,28 @@ class Recording:
                 scores = target_scores(logits, targets)
         return scores.clone()  # outside inference mode: an ordinary tensor
 
-    def prepare(self, input_rules: Sequence[str] = (), layers: Sequence[str] = ()) -> None:
+    def prepare(
+        self, input_rules: Sequence[str] = (), layers: Sequence[str] = (), *, last: bool = False
+    ) -> None:
         """Compute what a set of methods needs in as few backward passes as possible: the plain
-        input gradient and all layer gradients share one pass; other rules one pass each."""
+        input gradient and all layer gradients share one pass; other rules one pass each.
+
+        `last=True` says no other gradient will be asked of this recording: its final pass
+        then frees the graph as it goes (`retain_graph=False`), as a plain backward does,
+        instead of holding every saved activation until the recording is dropped (lower peak
+        memory, and a heap that glibc does not trim and re-fault on the next call)."""
         layers = [name for name in layers if name not in self._layer_grads]
         rules = [r for r in dict.fromkeys(input_rules) if r not in self._input_grads]
+        passes: list[tuple[str, list[str], bool]] = []
         if layers and "plain" in rules:
-            self._backward("plain", layers, with_input=True)
+            passes.append(("plain", layers, True))
             rules.remove("plain")
         elif layers:
-            self._backward("plain", layers, with_input=False)
-        for rule in rules:
-            self._backward(rule, [], with_input=True)
+            passes.append(("plain", layers, False))
+        passes += [(rule, [], True) for rule in rules]
+        for i, (rule, pass_layers, with_input) in enumerate(passes):
+            retain = not (last and i == len(passes) - 1)
+            self._backward(rule, pass_layers, with_input=with_input, retain=retain)
 
     def layer_gradient(self, layer: str) -> torch.Tensor:
         """d(score)/d(activation) at `layer` (plain rule)."""
@@ -134,25 +146,40 @@ class Recording:
             self.prepare(input_rules=[rule])
         return self._input_grads[rule]
 
-    def _backward(self, rule: str, layers: list[str], with_input: bool) -> None:
+    def _backward(
+        self, rule: str, layers: list[str], with_input: bool, retain: bool = True
+    ) -> None:
+        if self._released:  # a gradient nobody planned for: record the forward again
+            log.debug("recording the forward again for the %s rule (graph already freed)", rule)
+            fresh = self.rerecord(self.inputs.detach(), self.targets, rules=self.state is not None)
+            fresh._backward(rule, layers, with_input, retain=False)
+            self._input_grads.update(fresh._input_grads)
+            self._layer_grads.update(fresh._layer_grads)
+            return
         if rule not in RULES:
             raise MethodError(f"unknown backward rule {rule!r}; one of {', '.join(RULES)}")
         if rule != "plain":
             if self.state is None:
                 raise MethodError(f"rule {rule!r} needs record(..., rules=True)")
             if self.state.calls == 0:
+                hint = (
+                    f"; on TorchScript, methods that work: {', '.join(scripted_methods())}"
+                    if is_scripted(self.model)
+                    else ""
+                )
                 raise MethodError(
                     f"the {rule} rule found no ReLU-like activation to act on in this model "
                     "(TorchScript and compiled models run outside Python's view), so it would "
-                    "equal the plain gradient; use 'gradient' for this model"
+                    f"equal the plain gradient; use 'gradient' for this model{hint}"
                 )
         wrt = ([self.inputs] if with_input else []) + [self.activations[n] for n in layers]
         if self.state is not None:
             self.state.rule = rule
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), no_autocast(self.inputs):
             grads = torch.autograd.grad(
-                self.scores.sum(), wrt, retain_graph=True, allow_unused=True
+                self.scores.sum(), wrt, retain_graph=retain, allow_unused=True
             )
+        self._released = not retain
         if self.state is not None:
             self.state.rule = "plain"
         grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads, strict=True)]
@@ -162,6 +189,43 @@ class Recording:
             if not g.any():
                 log.warning("the gradient at layer %s is zero for every image", name)
             self._layer_grads[name] = g
+
+
+def scripted_methods() -> list[str]:
+    """The registered methods that work on a TorchScript model: no layer (no forward hook can
+    be put inside TorchScript) and no guided or deconvnet rule (no activation call is seen)."""
+    from .methods import list_methods  # the methods import this module
+
+    return [
+        m.name
+        for m in list_methods()
+        if not m.needs_layer and set(m.input_rules) <= {"plain"} and "base method" not in m.needs
+    ] + ["smoothgrad (base gradient, gradient-x-input or integrated-gradients)"]
+
+
+def _check_hookable(model: nn.Module, modules: dict[str, nn.Module]) -> None:
+    """A MethodError naming what works when a layer to hook is TorchScript."""
+    scripted = [name for name, module in modules.items() if is_scripted(module)]
+    if scripted:
+        what = "this TorchScript model" if is_scripted(model) else "TorchScript layer(s)"
+        raise MethodError(
+            f"cannot record {what} {', '.join(scripted)}: TorchScript runs outside Python, so "
+            "layer methods (the CAM family, guided Grad-CAM) and unit targets cannot see its "
+            f"activations; methods that work: {', '.join(scripted_methods())}; or explain the "
+            "original (non-scripted) nn.Module"
+        )
+
+
+def check_finite_logits(logits: torch.Tensor) -> None:
+    """A ModelError when the model's output has NaN or infinite values: no map is drawn of it."""
+    bad = ~torch.isfinite(logits.detach()).all(dim=1)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ModelError(
+            f"the model's output has NaN or infinite values for image(s) {rows[:10]} of the "
+            f"batch, so no explanation of it would mean anything; check the model's weights "
+            "(NaN after training, overflow in float16) and the input's preprocessing"
+        )
 
 
 def _first_tensor(output):
@@ -174,6 +238,29 @@ def _first_tensor(output):
                     [t if j == i else o for j, o in enumerate(output)]
                 )
     return None, None
+
+
+def first_tensor(output):
+    """(the first tensor of a module's output (a tensor, tuple or list), a function that puts a
+    replacement for it back into an output of the same structure); (None, None) without one."""
+    return _first_tensor(output)
+
+
+def no_autocast(inputs: torch.Tensor) -> torch.autocast:
+    """Autocast off while recording: maps are computed in the model's own (float32) precision
+    even when the caller runs inside `torch.autocast`."""
+    device = inputs.device.type if inputs.device.type in ("cpu", "cuda", "mps", "xpu") else "cpu"
+    return torch.autocast(device, enabled=False)
+
+
+def _as_model_input(inputs: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """A detached copy of `inputs` in the floating dtype of the model's weights (images arrive
+    as float32; a float64 or float16 model gets its own dtype), never the caller's tensor."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    x = inputs.detach()
+    if dtype is not None and x.is_floating_point() and x.dtype != dtype:
+        return x.to(dtype)
+    return x.clone()
 
 
 def _capture_hook(name: str, store: dict[str, torch.Tensor], calls: dict[str, int]):
@@ -199,7 +286,7 @@ def record(
     rules: bool = False,
     target: TargetSpec = None,
     categories: Sequence[str] | Callable[[int], Sequence[str] | None] | None = None,
-    output_key: str | None = None,
+    output_key: str | int | None = None,
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Recording:
     """Run `model` once on `inputs`, recording the activations of `layers`.
@@ -210,15 +297,22 @@ def record(
     (the model's [0, 1] picture -> input transform) is kept for methods that need a black
     image in input space.
     """
+    model = compute_model(model)
     unit = target if isinstance(target, UnitTarget) else None
     wanted = [*layers, unit.layer] if unit is not None else list(layers)
     modules = {name: resolve_layer(model, name) for name in dict.fromkeys(wanted)}
+    _check_hookable(model, modules)
     store: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
     state = RuleState() if rules else None
     handles = []
-    with torch.inference_mode(False), torch.enable_grad(), model_state_guard(model):
-        x = inputs.detach().clone().requires_grad_(True)
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        no_autocast(inputs),
+        model_state_guard(model),
+    ):
+        x = _as_model_input(inputs, model).requires_grad_(True)
         try:
             for name, module in modules.items():
                 handles.append(module.register_forward_hook(_capture_hook(name, store, calls)))
@@ -231,6 +325,7 @@ def record(
             for handle in handles:
                 handle.remove()
         logits = select_logits(output, output_key)
+        check_finite_logits(logits)
         if callable(categories):
             categories = categories(logits.shape[1])
         if unit is None:

@@ -87,6 +87,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=None,
+        help="refuse larger images before decoding them (default: $CNNVIS_MAX_PIXELS, else "
+        "100000000)",
+    )
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, less output")
@@ -185,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="images per recorded forward (default: 8); all methods share each forward",
     )
+    _add_max_pixels(p)
     _add_common(p)
 
     p = command("sweep", "The tutorial's per-layer loop in one pass: a method at every layer.")
@@ -202,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="all (every block along the main path), or a glob such as 'features.*'",
     )
     _add_outputs(p)
+    _add_max_pixels(p)
     _add_common(p)
 
     from .features_cli import add_parser as add_features
@@ -216,10 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate(sub)
 
+    from .batch_cli import add_parser as add_batch
+
+    add_batch(sub)
+
     p = command("classify", "Top-k predictions with class names and probabilities.")
     p.add_argument("images", nargs="*", help="image files or sample:NAME (default: sample:cat)")
     _add_model_args(p)
     p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default: 5)")
+    _add_max_pixels(p)
     _add_common(p)
 
     p = command("layers", "The model's layers with output shapes; the default layer marked.")
@@ -331,6 +348,9 @@ def _cli_hints(message: str, args: argparse.Namespace) -> str:
         ("see cnnvis.list_layers(model)", f"see `cnnvis layers{flag}`"),
         ("cnnvis.list_layers(model)", f"`cnnvis layers{flag}`"),
         ("see cnnvis.list_methods()", "see `cnnvis methods`"),
+        ("or raise max_pixels", "or raise --max-pixels"),
+        ("pass output=KEY (--output KEY)", "pass --output KEY"),
+        ("pass output= (--output)", "pass --output"),
     ):
         message = message.replace(old, new)
     return message

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__
 from .api import explain_many, sweep
-from .cli import dump_json, relative
+from .cli import _cli_hints, dump_json, relative
 from .errors import CnnvisError, ImageError, MethodError, closest
 from .explanation import Explanation, Prediction, Sweep
 from .methods import MethodInfo, get_method, list_methods
@@ -219,17 +219,20 @@ def _run_facts(
     }
 
 
-def _load_images(sources: Sequence[str]) -> tuple[list[tuple[str, Any]], list[dict[str, str]]]:
+def _load_images(
+    sources: Sequence[str], max_pixels: int | None = None
+) -> tuple[list[tuple[str, Any]], list[dict[str, str]]]:
     """Load every image; a failure is reported on stderr and kept, the others go on."""
     from .images import load_image
 
     good, failed = [], []
     for source in sources:
         try:
-            good.append((source, load_image(source)))
+            good.append((source, load_image(source, max_pixels=max_pixels)))
         except ImageError as error:
-            print(f"cnnvis: error: {source}: {error}", file=sys.stderr)
-            failed.append({"source": source, "error": str(error)})
+            message = _cli_hints(str(error), argparse.Namespace())  # e.g. --max-pixels
+            print(f"cnnvis: error: {source}: {message}", file=sys.stderr)
+            failed.append({"source": source, "error": message})
     return good, failed
 
 
@@ -254,7 +257,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     model = _load_model(args)
     model_seconds = time.perf_counter() - t
     t = time.perf_counter()
-    loaded, failed = _load_images(sources)
+    loaded, failed = _load_images(sources, args.max_pixels)
     image_seconds = (time.perf_counter() - t) / max(1, len(sources))
     out = Path(args.out)
     run = _run_facts(args, model, "explain", args.argv)
@@ -558,7 +561,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     model = _load_model(args)
     model_seconds = time.perf_counter() - t
-    loaded, failed = _load_images([args.image])
+    loaded, failed = _load_images([args.image], args.max_pixels)
     if not loaded:
         return ImageError.exit_code
     source, image = loaded[0]
@@ -692,7 +695,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from .api import classify
 
     model = _load_model(args)
-    loaded, failed = _load_images(args.images or ["sample:cat"])
+    loaded, failed = _load_images(args.images or ["sample:cat"], args.max_pixels)
     results = []
     if loaded:
         preds = classify(model, [image for _, image in loaded], args.top_k, output=args.output)
@@ -813,3 +816,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate_cli import cmd_evaluate as run_evaluate
 
     return run_evaluate(args)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """`cnnvis batch`: lives in `cnnvis.batch_cli` beside the batch engines."""
+    from .batch_cli import cmd_batch as run_batch
+
+    return run_batch(args)

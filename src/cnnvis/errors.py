@@ -1,4 +1,33 @@
-"""The errors cnnvis raises: one hierarchy, each message says what was wrong and what to do."""
+"""The errors cnnvis raises: one hierarchy, each message says what was wrong and what to do.
+
+Every error cnnvis raises on purpose is a `CnnvisError`; the command line prints its message on
+one line and exits with its code (the web API answers 422 with the class name in `error`):
+
+==================  =========  ==========================================================
+error               exit code  when
+==================  =========  ==========================================================
+CnnvisError         1          base class; also "some images failed, the others written"
+ImageError          3          an image is missing, empty, truncated, not an image (text,
+                               PDF), over the pixel limit (`max_pixels`,
+                               `CNNVIS_MAX_PIXELS`, `--max-pixels`), an array or tensor of
+                               the wrong shape / dtype / values, or an empty batch
+ModelError          4          a model cannot be loaded or used: unknown name, bare state
+                               dict, output without logits (`output=` / `--output` picks
+                               one), NaN or infinite outputs, not an `nn.Module`
+LayerError          5          a layer name does not exist, or the layer (or model) has no
+                               spatial output for a CAM method
+MethodError         6          an unknown method, a bad method parameter, a method that
+                               cannot run on this model (CAM without a GAP head, layer
+                               methods on TorchScript), or a map with NaN / infinity
+TargetError         7          a target out of range, a list of the wrong length, an
+                               unknown class name, or of a type that is not a class
+==================  =========  ==========================================================
+
+(2 is argparse's usage error, 130 an interrupt.) Each class also derives from the built-in
+error it refines (`ValueError`, or `KeyError` for `LayerError`), so `except ValueError` code
+keeps working. Exceptions raised by the user's model itself while it runs its forward pass
+(a forward hook of theirs, a shape the model rejects) are the model's and propagate unchanged.
+"""
 
 from __future__ import annotations
 
@@ -45,16 +74,16 @@ class TargetError(CnnvisError, ValueError):
     exit_code = 7
 
 
-def closest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
+def closest(name: object, choices: Iterable[str], n: int = 5) -> list[str]:
     """The valid names closest to `name`, for 'did you mean' messages."""
-    choices = list(choices)
-    found = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+    text, options = str(name), [str(c) for c in choices]
+    found = difflib.get_close_matches(text, options, n=n, cutoff=0.5)
     if not found:
-        found = [c for c in choices if name.lower() in c.lower()][:n]
+        found = [c for c in options if text.lower() in c.lower()][:n]
     return found
 
 
-def unknown(kind: str, name: str, choices: Iterable[str], hint: str = "") -> str:
+def unknown(kind: str, name: object, choices: Iterable[str], hint: str = "") -> str:
     """A message for an unknown name, listing the closest valid ones."""
     near = closest(name, choices)
     msg = f"unknown {kind} {name!r}"

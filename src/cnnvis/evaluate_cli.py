@@ -1,8 +1,8 @@
 """The `cnnvis evaluate` command: faithfulness, localisation and sanity checks of methods on
 images, each beside baselines; a table in the terminal, CSV, PNG figures and an HTML page.
 
-Wire it in with `add_parser(subparsers)` in `cli.build_parser` and `cmd_evaluate` in
-`commands`; it reuses the CLI's model and common flags.
+`cli.build_parser` adds it with `add_parser(subparsers)`; it reuses the CLI's model and common
+flags.
 """
 
 from __future__ import annotations
@@ -12,11 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_IMAGES = ("sample:cat", "sample:coffee", "sample:rocket", "sample:motorcycle")
+DEFAULT_IMAGES = (
+    "sample:cat",
+    "sample:coffee",
+    "sample:rocket",
+    "sample:motorcycle",
+    "sample:camera",
+)  # the samples with a clear ImageNet object, all with bundled boxes
 DEFAULT_METHODS = "grad-cam,gradient,guided-backprop"
 DEFAULT_OUT = "cnnvis-out/evaluate"
 EXAMPLES = """examples:
-  cnnvis evaluate                                   # 4 sample photos, grad-cam/gradient/guided-backprop
+  cnnvis evaluate                                   # 5 sample photos, grad-cam/gradient/guided-backprop
   cnnvis evaluate photos/ --boxes boxes.json --methods grad-cam,score-cam
   cnnvis evaluate sample:cat --metrics deletion,insertion --steps 20     # a quick look
   cnnvis evaluate sample:coffee --metrics sanity --methods gradient,guided-backprop,grad-cam
@@ -50,7 +56,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "images",
         nargs="*",
-        help="image files, folders or sample:NAME (default: sample:cat, coffee, rocket, motorcycle)",
+        help="image files, folders or sample:NAME (default: sample:cat, coffee, rocket, motorcycle, "
+        "camera)",
     )
     _add_model_args(p)
     p.add_argument(

@@ -31,7 +31,9 @@ class Explanation:
 
     `map` is raw and signed: (N, 3, H, W) for pixel methods, (N, H, W) for CAMs, always at the
     model's input resolution. `layer_map` is a CAM at the layer's own resolution (N, h, w).
-    `images` are the [0, 1] pictures the model saw (N, 3, H, W), for drawing.
+    `images` are the [0, 1] pictures the model saw (N, 3, H, W), for drawing. `notes` says
+    what a user should know about how the result was obtained (an animation's first frame,
+    a float32 copy of a half-precision model).
     """
 
     method: str
@@ -45,6 +47,7 @@ class Explanation:
     model: str = "custom"
     params: dict[str, Any] = field(default_factory=dict)
     predictions: list[list[Prediction]] | None = None  # top-k per image, same forward
+    notes: list[str] = field(default_factory=list)  # e.g. "only the first frame is used"
 
     @property
     def kind(self) -> str:
@@ -68,6 +71,7 @@ class Explanation:
             model=self.model,
             params=dict(self.params),
             predictions=None if self.predictions is None else self.predictions[sl],
+            notes=list(self.notes),
         )
 
     def title(self, i: int = 0) -> str:

@@ -2,7 +2,10 @@
 
 Every failure is an `ImageError` that says what to do. Alpha is composited on white, 16-bit data
 is scaled (not clipped) to 8 bits, EXIF orientation is applied, and only the first frame of an
-animation is used. The pixel count is checked from the header, before anything is decoded.
+animation is used (logged, and noted in the image's `info["cnnvis_notes"]`). The pixel count
+is checked from the header, before anything is decoded, against `max_pixels` (default: the
+`CNNVIS_MAX_PIXELS` environment variable, else 100 million); a limit above Pillow's own
+decompression-bomb guard lifts that guard for the call, so `max_pixels` is the one limit.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,8 @@ from .errors import ImageError, unknown
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "CNNVIS_MAX_PIXELS"
+NOTES = "cnnvis_notes"  # key of `Image.info`: what loading did that a user should know
 SAMPLE_PREFIX = "sample:"
 WHITE = (255, 255, 255)
 EXIF_ORIENTATION = 0x0112
@@ -63,8 +72,7 @@ SAMPLE_ALIASES = {
     "hubble_deep_field": "hubble",
 }
 
-# Errors PIL raises while decoding a damaged file.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
+_PIL_LIMIT_LOCK = threading.Lock()
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
@@ -72,16 +80,24 @@ ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Im
 # ----------------------------------------------------------------------------- public API
 
 
-def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.Image:
     """Load one image as an 8-bit RGB PIL image.
 
     `source`: a file path, "sample:NAME" (see `list_samples`), encoded bytes, a PIL image, or
-    a NumPy array (HxW, HxWx1/3/4; uint8, uint16, bool, or float in [0, 1]). Images with more
-    than `max_pixels` pixels are refused before decoding.
+    a NumPy array (HxW, HxWx1/3/4; uint8, uint16, bool, or float in [0, 1]). Files and bytes
+    with more than `max_pixels` pixels (default: `pixel_limit()`) are refused before decoding;
+    an image already in memory (PIL, array) is checked only against a `max_pixels` given here.
     """
+    in_memory = isinstance(source, Image.Image | np.ndarray)
+    max_pixels = sys.maxsize if in_memory and max_pixels is None else pixel_limit(max_pixels)
     if isinstance(source, Image.Image):
         _check_pixels(source.size, max_pixels, "the image")
-        return to_rgb(_exif_transpose(source))
+        try:  # a lazily opened file decodes here
+            return to_rgb(_exif_transpose(source))
+        except ImageError:
+            raise
+        except Exception as e:
+            raise ImageError(_damaged("the PIL image", e)) from e
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     if isinstance(source, bytes | bytearray | memoryview):
@@ -98,13 +114,31 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
 
 
 def load_images(
-    sources: ImageSource | Iterable[ImageSource], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    sources: ImageSource | Iterable[ImageSource], *, max_pixels: int | None = None
 ) -> list[Image.Image]:
     """Load several images (a single source is also accepted) as RGB PIL images."""
     single = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
     if isinstance(sources, single) or (isinstance(sources, np.ndarray) and sources.ndim <= 3):
         sources = [sources]
     return [load_image(s, max_pixels=max_pixels) for s in sources]
+
+
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: `max_pixels` if given, else `$CNNVIS_MAX_PIXELS`, else
+    100,000,000 (a 10000x10000 image)."""
+    if max_pixels is None:
+        text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "").replace(",", "")
+        if not text:
+            return DEFAULT_MAX_PIXELS
+        if not text.isdigit() or int(text) < 1:
+            raise ImageError(
+                f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a positive whole "
+                f"number of pixels; set it to e.g. 200000000, or unset it for the default"
+            )
+        return int(text)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ImageError(f"max_pixels must be a positive whole number, got {max_pixels!r}")
+    return max_pixels
 
 
 def list_samples() -> dict[str, Path]:
@@ -142,7 +176,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image.convert("RGB")
     if mode == "P" and "transparency" not in image.info:
         return image.convert("RGB")
-    if mode in ("P", "PA", "LA", "La", "RGBA", "RGBa"):
+    if mode == "La":  # premultiplied: Pillow converts it only to LA
+        return _over_white(image.convert("LA"))
+    if mode in ("P", "PA", "LA", "RGBA", "RGBa"):
         return _over_white(image)
     if mode.startswith("I;16"):
         return _gray_array_to_rgb(_scale_16bit(np.asarray(image)))
@@ -167,9 +203,18 @@ def _from_path(source: str | os.PathLike[str], max_pixels: int) -> Image.Image:
     elif isinstance(source, str) and text.lower().startswith(("http://", "https://")):
         raise ImageError(f"cnnvis does not download images; save {text} to a file and pass that")
     else:
-        path = Path(text).expanduser()
-    _check_file(path)
-    with path.open("rb") as fh:
+        path = Path(text)
+    try:
+        path = path.expanduser()
+        _check_file(path)
+        fh = path.open("rb")
+    except ImageError:
+        raise
+    except (OSError, ValueError, RuntimeError) as e:  # no permission, a NUL byte, ~nobody, ...
+        raise ImageError(
+            f"cannot read {text!r} ({type(e).__name__}: {e}); check the path and its permissions"
+        ) from e
+    with fh:
         head = fh.read(8)
         fh.seek(0)
         return _decode(fh, str(path), max_pixels, head=head)
@@ -191,27 +236,72 @@ def _check_file(path: Path) -> None:
 def _decode(fh: Any, label: str, max_pixels: int, head: bytes = b"") -> Image.Image:
     """Open (header only), check the size, then fully decode the first frame to RGB."""
     try:
-        with Image.open(fh) as image:
+        with _pil_allows(max_pixels), Image.open(fh) as image:
             _check_pixels(image.size, max_pixels, label)
-            if getattr(image, "n_frames", 1) > 1:
-                log.info("%s has %d frames; only the first is used", label, image.n_frames)
+            notes = []
+            frames = getattr(image, "n_frames", 1)
+            if isinstance(frames, int) and frames > 1:
+                notes.append(f"{label} has {frames} frames; only the first is used")
+                log.warning("%s", notes[-1])
                 image.seek(0)
             image.load()
-            return to_rgb(_exif_transpose(image))
+            rgb = to_rgb(_exif_transpose(image))
     except ImageError:
         raise
-    except Image.DecompressionBombError as e:
+    except Image.DecompressionBombError as e:  # over Pillow's guard, so over our limit too
+        size = _header_size(fh, e)
         raise ImageError(
-            f"{label} is too large to decode safely ({e}); downscale it first, or raise "
-            "PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+            f"{label} is too large to decode safely: {_too_many(size, max_pixels)}"
         ) from e
     except UnidentifiedImageError as e:
         raise ImageError(_not_an_image(label, head)) from e
-    except _DECODE_ERRORS as e:
-        raise ImageError(
-            f"{label} is damaged or truncated and cannot be decoded ({e}); re-download or "
-            "re-export it"
-        ) from e
+    except Exception as e:  # Pillow's decoders raise many types (OSError, struct.error, ...)
+        raise ImageError(_damaged(label, e)) from e
+    if notes:
+        rgb.info[NOTES] = notes
+    return rgb
+
+
+@contextmanager
+def _pil_allows(max_pixels: int) -> Iterator[None]:
+    """Lift Pillow's decompression-bomb guard (it refuses > 2 x `Image.MAX_IMAGE_PIXELS`) to
+    `max_pixels` while one image is opened, when the caller allows more than Pillow does; our
+    own check from the header then is the limit. The global is restored under a lock."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or max_pixels <= 2 * limit:
+        yield
+        return
+    with _PIL_LIMIT_LOCK:
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _header_size(fh: Any, error: Exception) -> tuple[int, int]:
+    """The (width, height) in the header of an image Pillow refused as a decompression bomb
+    (opened again with its guard off; nothing is decoded)."""
+    with _PIL_LIMIT_LOCK:
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            fh.seek(0)
+            with Image.open(fh) as image:
+                return image.size
+        except Exception:
+            raise ImageError(
+                f"the image is too large to decode safely ({error}); downscale it first or "
+                "raise max_pixels"
+            ) from error
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _damaged(label: str, error: Exception) -> str:
+    return (
+        f"{label} is damaged or truncated and cannot be decoded ({type(error).__name__}: "
+        f"{error}); re-download or re-export it"
+    )
 
 
 def _not_an_image(label: str, head: bytes) -> str:
@@ -225,13 +315,21 @@ def _not_an_image(label: str, head: bytes) -> str:
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, label: str) -> None:
-    """Refuse images with more than `max_pixels` pixels (from the header, before decoding)."""
+    """Refuse empty images and images with more than `max_pixels` pixels (from the header,
+    before decoding)."""
     width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(f"{label} is {width}x{height} pixels, which is empty; pass a real image")
     if width * height > max_pixels:
-        raise ImageError(
-            f"{label} is {width}x{height} = {width * height:,} pixels, more than the limit of "
-            f"{max_pixels:,}; downscale it first or raise max_pixels"
-        )
+        raise ImageError(f"{label} is {_too_many(size, max_pixels)}")
+
+
+def _too_many(size: tuple[int, int], max_pixels: int) -> str:
+    width, height = size
+    return (
+        f"{width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,}; "
+        "downscale it first or raise max_pixels"
+    )
 
 
 def _exif_transpose(image: Image.Image) -> Image.Image:

@@ -14,6 +14,7 @@ from torch import nn
 
 from .errors import LayerError, unknown
 from .guard import model_state_guard
+from .model import compute_model, is_scripted, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,22 @@ class LayerInfo:
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called `name` (a dotted `named_modules()` name such as `layer4.1.conv2`)."""
-    modules = dict(model.named_modules())
-    if name in modules and name != "":
-        return modules[name]
+    """The submodule called `name` (a dotted `named_modules()` name such as `layer4.1.conv2`).
+
+    For `nn.DataParallel` the names are the wrapped module's (cnnvis runs that module, see
+    `compute_model`); names with the wrapper's `module.` prefix are accepted too."""
+    if not isinstance(name, str):
+        raise LayerError(
+            f"a layer name must be a string such as 'layer4', got {type(name).__name__} "
+            f"{name!r}; see cnnvis.list_layers(model)"
+        )
+    modules = dict(unwrap(model).named_modules())
+    candidates = [name]
+    while candidates[-1].startswith("module."):
+        candidates.append(candidates[-1].removeprefix("module."))
+    for candidate in candidates:
+        if candidate in modules and candidate != "":
+            return modules[candidate]
     raise LayerError(
         unknown("layer", name, [n for n in modules if n], "see cnnvis.list_layers(model)")
     )
@@ -81,6 +94,7 @@ def probe(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> li
 
 
 def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+    model = compute_model(model)
     names = {m: n for n, m in model.named_modules() if n}
     order: list[str] = []
     outputs: dict[str, torch.Tensor | None] = {}
@@ -96,7 +110,8 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
         outputs[name] = tensor
 
     device, dtype = _device_dtype(model)
-    handles = [m.register_forward_hook(hook) for m in names]
+    # TorchScript modules take no Python hooks: they are listed without an output shape
+    handles = [m.register_forward_hook(hook) for m in names if not is_scripted(m)]
     try:
         with model_state_guard(model), torch.no_grad():
             model(torch.zeros(input_shape, device=device, dtype=dtype))
@@ -253,6 +268,14 @@ def default_layer(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224
     for info in probe(model, input_shape):
         if info.default:
             return info.name
+    if is_scripted(compute_model(model)):
+        from .capture import scripted_methods  # capture imports this module
+
+        raise LayerError(
+            "this is a TorchScript model: it runs outside Python, so no layer's output can be "
+            "recorded and CAM methods cannot run; methods that work: "
+            f"{', '.join(scripted_methods())}"
+        )
     raise LayerError(
         "the model has no layer with a spatial (N, C, H, W) output, so CAM methods cannot run "
         "on it; use a pixel method such as 'gradient' or 'guided-backprop'"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
+import logging
+import threading
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -9,6 +14,8 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -105,3 +112,82 @@ def as_loaded(model: nn.Module | LoadedModel) -> LoadedModel:
             "load one with cnnvis.load_model(NAME)"
         )
     return LoadedModel(module=model, name=type(model).__name__)
+
+
+# ----------------------------------------------------------------------------- what runs
+
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+_TWINS_LOCK = threading.Lock()
+
+
+def compute_model(model: nn.Module) -> nn.Module:
+    """The module cnnvis runs in place of `model`, which itself is never modified:
+
+    - `nn.DataParallel` / `DistributedDataParallel`: the wrapped `.module` (hooks on the
+      wrapper's per-GPU replicas would never fire); its layer names lose the `module.` prefix,
+      and `resolve_layer` accepts them with it too.
+    - weights in float16 / bfloat16: a float32 copy, made once and reused while the weights
+      stay the same, so that gradients and maps are computed in float32 (half-precision
+      gradients underflow, and CPUs lack some half kernels).
+    - anything else: `model` itself.
+    """
+    model = unwrap(model)
+    tensors = list(itertools.chain(model.parameters(), model.buffers()))
+    if any(t.is_inference() for t in tensors):
+        from .errors import ModelError
+
+        raise ModelError(
+            "the model's weights were created under torch.inference_mode(), so no gradient can "
+            "flow through them; load or build the model outside inference mode"
+        )
+    half = half_precision(model)
+    if not half:
+        return model
+    signature = tuple((t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in tensors)
+    with _TWINS_LOCK:
+        cached = _TWINS.get(model)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        twin = _float32_copy(model, half)
+        _TWINS[model] = (signature, twin)
+        return twin
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside `nn.DataParallel` / `DistributedDataParallel` wrappers (else `model`)."""
+    while isinstance(model, _WRAPPERS):
+        model = model.module
+    return model
+
+
+def half_precision(model: nn.Module) -> list[str]:
+    """The half-precision dtypes among the model's weights and buffers, e.g. ["bfloat16"]."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return sorted({str(t.dtype).removeprefix("torch.") for t in tensors if t.dtype in HALF_DTYPES})
+
+
+def _float32_copy(model: nn.Module, half: list[str]) -> nn.Module:
+    from .errors import ModelError
+
+    log.info("the model has %s weights; cnnvis explains a float32 copy of it", "/".join(half))
+    try:
+        twin = copy.deepcopy(model).float()
+    except Exception as e:
+        raise ModelError(
+            f"cannot make a float32 copy of this {'/'.join(half)} model to explain "
+            f"({type(e).__name__}: {e}); pass model.float() instead"
+        ) from e
+    for p in twin.parameters():
+        p.grad = None
+    return twin
+
+
+def is_scripted(module: nn.Module) -> bool:
+    """Whether `module` is TorchScript (`torch.jit.script` / `trace` / `load`): its forward runs
+    outside Python, so forward hooks and activation rules cannot reach inside it."""
+    return isinstance(module, torch.jit.ScriptModule)

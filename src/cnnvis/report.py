@@ -148,12 +148,15 @@ def write_report(
     run: Mapping[str, Any],
     entries: Sequence[Mapping[str, Any]],
     failed: Sequence[Mapping[str, str]] = (),
+    evaluation: str | None = None,
 ) -> Path:
     """Write `out/report.html` for one run and return its path.
 
     `run`: what the whole run shares (command, model, weights, device, methods, layer, target,
     versions, timings, argv). `entries`: one manifest per image, each with `folder` (relative
     to `out`) and the file names in it. `failed`: {"source", "error"} of images not processed.
+    `evaluation`: the evaluation section (`cnnvis.evaluate(...).html()`), put after the images
+    and linked from the navigation.
     """
     out.mkdir(parents=True, exist_ok=True)
     title = f"cnnvis {run.get('command', 'explain')} — {_count(len(entries), 'image')}"
@@ -162,11 +165,13 @@ def write_report(
         f"<p class='sub'>{esc(_subtitle(run, entries, failed))}</p>",
         _run_table(run),
     ]
-    if len(entries) > 1 or (entries and failed):
-        parts.append(_nav(entries, failed))
+    if len(entries) > 1 or (entries and (failed or evaluation)):
+        parts.append(_nav(entries, failed, evaluation is not None))
     if failed:
         parts.append(_failed(failed))
     parts += [_entry(out, entry, i) for i, entry in enumerate(entries)]
+    if evaluation is not None:
+        parts.append(evaluation)
     parts.append(_footer(run))
     path = out / "report.html"
     path.write_text(page(title, "\n".join(parts)), encoding="utf-8")
@@ -220,10 +225,14 @@ def _anchor(i: int) -> str:
     return f"image-{i + 1}"
 
 
-def _nav(entries: Sequence[Mapping[str, Any]], failed: Sequence[Any]) -> str:
+def _nav(
+    entries: Sequence[Mapping[str, Any]], failed: Sequence[Any], evaluation: bool = False
+) -> str:
     links = [f"<a href='#{_anchor(i)}'>{esc(e.get('source'))}</a>" for i, e in enumerate(entries)]
     if failed:
         links.append("<a href='#failed'>failed</a>")
+    if evaluation:
+        links.append("<a href='#evaluation'>evaluation</a>")
     return f"<nav>{''.join(links)}</nav>"
 
 

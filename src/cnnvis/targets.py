@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import ModelError, TargetError
@@ -76,16 +78,12 @@ def parse_target(spec: str | int | None) -> int | str | UnitTarget | None:
 TargetSpec = None | str | int | Sequence[int | str] | torch.Tensor | UnitTarget
 
 
-def select_logits(output: Any, key: str | None = None) -> torch.Tensor:
-    """The (N, classes) logits from a model's output: a tensor, a tuple/list, a dict or an object
-    with `.logits` (Hugging Face style). `key` picks a dict entry or attribute by name."""
+def select_logits(output: Any, key: str | int | None = None) -> torch.Tensor:
+    """The (N, classes) logits from a model's output: a tensor, a tuple/list (its first item), a
+    dict or an object with `.logits` (Hugging Face style). `key` picks a dict entry or an
+    attribute by name, or a tuple/list item by index (0, "1", ...)."""
     if key is not None:
-        if isinstance(output, Mapping) and key in output:
-            output = output[key]
-        elif hasattr(output, key):
-            output = getattr(output, key)
-        else:
-            raise ModelError(f"the model's output has no entry {key!r}; available: {_keys(output)}")
+        output = _select(output, key)
     if isinstance(output, torch.Tensor):
         logits = output
     elif isinstance(output, Mapping):
@@ -94,8 +92,8 @@ def select_logits(output: Any, key: str | None = None) -> torch.Tensor:
             tensors = [v for v in output.values() if isinstance(v, torch.Tensor)]
             if len(tensors) != 1:
                 raise ModelError(
-                    "the model returned a dict without 'logits'; pass output=KEY to choose one "
-                    f"of {_keys(output)}"
+                    "the model returned a dict without 'logits'; pass output=KEY (--output KEY) "
+                    f"to choose one of {_keys(output)}"
                 )
             logits = tensors[0]
     elif hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
@@ -109,17 +107,55 @@ def select_logits(output: Any, key: str | None = None) -> torch.Tensor:
             "or a dict with 'logits'"
         )
     if logits.dim() != 2:
+        hint = "" if key is not None else "; pass output=KEY (--output KEY) if another output is"
         raise ModelError(
-            f"expected logits of shape (N, classes), got {tuple(logits.shape)}; "
+            f"expected logits of shape (N, classes), got {tuple(logits.shape)}{hint}; "
             "cnnvis explains image classifiers"
         )
+    if not logits.is_floating_point():
+        raise ModelError(f"the logits must be floating point, got {logits.dtype}")
     return logits
 
 
-def _keys(output: Any) -> list[str]:
+def _select(output: Any, key: str | int) -> Any:
+    """The entry `key` of a model's output: a dict key, an attribute, or a sequence index."""
+    if isinstance(output, torch.Tensor):
+        raise ModelError(
+            f"output={key!r} was given, but the model returns a single tensor "
+            f"{tuple(output.shape)}; leave output unset"
+        )
+    if isinstance(output, Mapping) and key in output:
+        return output[key]
+    if isinstance(key, str) and not key.startswith("_") and hasattr(output, key):
+        return getattr(output, key)
+    index = _index(key)
+    if isinstance(output, Sequence) and index is not None and -len(output) <= index < len(output):
+        return output[index]
+    raise ModelError(
+        f"the model's output has no entry {key!r}; pass output= (--output) one of {_keys(output)}"
+    )
+
+
+def _index(key: str | int) -> int | None:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str) and key.strip().lstrip("-").isdigit():
+        return int(key)
+    return None
+
+
+def _keys(output: Any) -> str:
+    """The choices in a model's output, with the shapes of tensors: "logits (2, 10), aux"."""
+
+    def describe(name: Any, value: Any) -> str:
+        shape = f" {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""
+        return f"{name}{shape}"
+
     if isinstance(output, Mapping):
-        return [str(k) for k in output]
-    return [k for k in dir(output) if not k.startswith("_")][:20]
+        return ", ".join(describe(k, v) for k, v in output.items())
+    if isinstance(output, Sequence) and not isinstance(output, str):
+        return ", ".join(describe(i, v) for i, v in enumerate(output))
+    return ", ".join([k for k in dir(output) if not k.startswith("_")][:20])
 
 
 def resolve_targets(
@@ -135,12 +171,14 @@ def resolve_targets(
     n, classes = logits.shape
     if target is None or (isinstance(target, str) and target.lower() in ("top1", "top-1")):
         return logits.detach().argmax(dim=1)
-    if isinstance(target, torch.Tensor):
-        target = target.flatten().tolist() if target.dim() else int(target)
-    if isinstance(target, int | str):
+    if isinstance(target, torch.Tensor | np.ndarray):
+        target = target.flatten().tolist() if target.ndim else target.item()
+    if isinstance(target, np.generic):
+        target = target.item()
+    if isinstance(target, int | float | str):  # a float is refused by `_one`, by value
         index = _one(target, classes, categories)
         return torch.full((n,), index, dtype=torch.long, device=logits.device)
-    if isinstance(target, Sequence):
+    if isinstance(target, Sequence) and not isinstance(target, bytes | bytearray):
         if len(target) != n:
             raise TargetError(
                 f"{len(target)} targets given for a batch of {n} images; give one target per "
@@ -148,20 +186,32 @@ def resolve_targets(
             )
         indices = [_one(t, classes, categories) for t in target]
         return torch.tensor(indices, dtype=torch.long, device=logits.device)
-    raise TargetError(f"cannot use {type(target).__name__} as a target; use an int or class name")
+    raise TargetError(
+        f"cannot use {type(target).__name__} as a target; use a class index, a class name, or "
+        "a list of them (one per image)"
+    )
 
 
-def _one(target: int | str, classes: int, categories: Sequence[str] | None) -> int:
-    if isinstance(target, bool):
+def _one(target: Any, classes: int, categories: Sequence[str] | None) -> int:
+    if isinstance(target, bool | np.bool_):
         raise TargetError("a target must be a class index or name, not a bool")
     if isinstance(target, str):
-        if target.strip().lstrip("-").isdigit():
-            target = int(target)
-        else:
+        if not target.strip().lstrip("-").isdigit():
             return _by_name(target, categories)
-    if not 0 <= int(target) < classes:
-        raise TargetError(f"target {target} is out of range: the model has {classes} classes")
-    return int(target)
+        target = int(target)
+    try:
+        index = operator.index(target)  # int, NumPy or 0-d tensor integers; not 2.5
+    except TypeError:
+        raise TargetError(
+            f"a target must be a class index (a whole number) or a class name, got "
+            f"{type(target).__name__} {target!r}"
+        ) from None
+    if not 0 <= index < classes:
+        raise TargetError(
+            f"target {index} is out of range: the model has {classes} classes (0 to "
+            f"{classes - 1})"
+        )
+    return index
 
 
 def _by_name(name: str, categories: Sequence[str] | None) -> int:

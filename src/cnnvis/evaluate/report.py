@@ -496,7 +496,7 @@ def html_section(ev: Evaluation, pngs: dict[str, bytes] | None = None) -> str:
     `pngs` are the figures already rendered (see `rendered`), drawn here if not given."""
     pngs = rendered(ev) if pngs is None else pngs
     parts = [
-        f"<section class='cnnvis-eval'><style>{SECTION_CSS}</style>",
+        f"<section class='cnnvis-eval' id='evaluation'><style>{SECTION_CSS}</style>",
         "<h2>Evaluation</h2>",
         f"<p class='sub'>{esc(ev.model)} · {len(ev.images)} image(s) · "
         f"{esc(', '.join(ev.methods))} · {ev.forwards} forward passes · {ev.seconds:.1f} s</p>",

@@ -27,13 +27,12 @@ import logging
 
 import torch
 
-from ..capture import Recording, _first_tensor
+from ..capture import Recording, first_tensor
 from ..errors import MethodError
 from ..layers import resolve_layer
-from ._batching import positive_int
+from ._batching import positive_int, scoring
 from .cam import layer_activation, weighted_sum
 from .registry import MethodInfo, register
-from .score_cam import scoring
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class _Replace:
         self.calls += 1
         if self.at is None or self.calls != self.at:
             return None
-        tensor, rebuild = _first_tensor(output)
+        tensor, rebuild = first_tensor(output)
         if tensor is None or tensor.shape[1:] != self.output.shape[1:]:
             shape = None if tensor is None else tuple(tensor.shape)
             raise MethodError(
@@ -193,5 +192,6 @@ register(
         passes="1 forward + the layers after the layer once per channel (batched, no gradients)",
         compute=ablation_cam,
         needs=("layer",),
+        per_channel=True,
     )
 )

@@ -14,7 +14,14 @@ import torch.nn.functional as F
 
 from ..capture import Recording
 from ..errors import MethodError
-from ._batching import accumulator, choice, chunks, positive_int
+from ._batching import (
+    accumulator,
+    choice,
+    chunks,
+    fast_settings,
+    input_gradients,
+    positive_int,
+)
 from .registry import MethodInfo, register
 
 log = logging.getLogger(__name__)
@@ -94,31 +101,36 @@ def make_baseline(
 def path_integral(
     rec: Recording,
     x: torch.Tensor,
-    targets: torch.Tensor,
     reference: torch.Tensor,
     alphas: torch.Tensor,
     weights: torch.Tensor,
     batch_size: int,
-) -> torch.Tensor:
-    """(x - x') ⊙ Σ_k w_k ∂y/∂x (x' + α_k (x - x')), batch_size path points per forward."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x - x') ⊙ Σ_k w_k ∂y/∂x (x' + α_k (x - x')) and y(x') (N,): one forward without
+    gradients of the baselines, then the path points batch_size at a time, each chunk one
+    forward and one backward of the sum of its target scores."""
     steps = len(alphas)
-    total = accumulator(x)
-    for rows in chunks(x.shape[0] * steps, batch_size):
-        image, k = rows // steps, rows % steps
-        a = alphas[k].to(x.device, x.dtype).view(-1, 1, 1, 1)
-        image = image.to(x.device)
-        points = reference[image] + a * (x[image] - reference[image])
-        grads = rec.rerecord(points, targets[image], rules=False).input_gradient("plain")
-        w = weights[k].to(total.device, total.dtype).view(-1, 1, 1, 1)
-        total.index_add_(0, image, grads.to(total.dtype) * w)
-    return ((x - reference).to(total.dtype) * total).to(x.dtype)
+    fast = fast_settings(x, min(batch_size, x.shape[0] * steps), fold=False)
+    with input_gradients(rec, **fast) as gradient:
+        total = accumulator(x)  # created here: an ordinary tensor even under inference_mode
+        alphas = alphas.to(x.device, x.dtype)
+        weights = weights.to(total.device, total.dtype)
+        delta = x - reference
+        _, at_reference = gradient(reference, rec.targets, backward=False)
+        # row r: step r % steps of image r // steps
+        for rows in chunks(x.shape[0] * steps, batch_size):
+            image, k = (rows // steps).to(x.device), (rows % steps).to(x.device)
+            points = torch.addcmul(reference[image], alphas[k].view(-1, 1, 1, 1), delta[image])
+            grads, _ = gradient(points, rec.targets[image])
+            total.index_add_(0, image, grads.to(total.dtype) * weights[k].view(-1, 1, 1, 1))
+    return (delta.to(total.dtype) * total).to(x.dtype), at_reference
 
 
 def integrated_gradients(
     rec: Recording,
     layer: str | None = None,
     *,
-    baseline: str | torch.Tensor = "black",
+    baseline: str | torch.Tensor = "blurred",
     steps: int = 50,
     quadrature: str = "gausslegendre",
     batch_size: int = 32,
@@ -127,17 +139,26 @@ def integrated_gradients(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """(x - x') ⊙ ∫₀¹ ∂y/∂x(x' + α(x - x')) dα (Sundararajan et al. 2017).
 
-    The integral is approximated as Captum does (`quadrature`: its `method`, by default 50-point
-    Gauss-Legendre; or riemann_right / riemann_left / riemann_middle), with the plain gradient whatever rules were recorded. Returns the map and, per image, the
+    The integral is approximated as Captum does (`quadrature`: its `method`, by default
+    Gauss-Legendre; or riemann_right / riemann_left / riemann_middle), with
+    the plain gradient whatever rules were recorded. Returns the map and, per image, the
     completeness error |Σ attr - (y(x) - y(x'))| and the score difference y(x) - y(x').
+
+    The error is the quadrature's. Along the path a ReLU network's score is piecewise linear,
+    its derivative a step function with a jump at every ReLU that flips, so no rule converges
+    fast; what matters is how many ReLUs flip. From a blurred copy of the input (the default
+    baseline, `blur_sigma` pixels) few do: at 64 steps the error was below 1% of
+    |y(x) - y(x')| for every picture tried on a random-init ResNet-18 (26 natural images and
+    6 noise pictures, 64x64; at most 0.6%). From black, far from any photograph, many do:
+    0.01-5% at 64 steps whatever the rule, below 1% from about 256 steps (at most 0.84%).
     """
     steps = positive_int("steps", steps, "integrated-gradients")
     batch_size = positive_int("batch_size", batch_size, "integrated-gradients")
     x = rec.inputs.detach()
     reference = make_baseline(rec, x, baseline, seed, blur_sigma)
     alphas, weights = quadrature_rule(quadrature, steps)
-    attribution = path_integral(rec, x, rec.targets, reference, alphas, weights, batch_size)
-    difference = rec.scores.detach() - rec.score(reference, rec.targets)
+    attribution, at_reference = path_integral(rec, x, reference, alphas, weights, batch_size)
+    difference = rec.scores.detach() - at_reference.to(rec.scores.dtype)
     error = (attribution.flatten(1).sum(1) - difference).abs()
     info: dict[str, Any] = {"steps": steps, "quadrature": quadrature, "batch_size": batch_size}
     if isinstance(baseline, str):
@@ -152,7 +173,7 @@ register(
         name="integrated-gradients",
         order=14,
         kind="pixel",
-        summary="Gradients averaged along the path from a baseline (black image) to the input.",
+        summary="Gradients averaged along the path from a baseline (a blurred copy) to the input.",
         formula="(x−x′) ⊙ ∫₀¹ ∂y_c/∂x(x′+α(x−x′)) dα",
         paper="Sundararajan, Taly & Yan 2017, arXiv:1703.01365",
         passes="1 forward + steps forward/backward pairs (in batches) + 1 forward of x′",

@@ -9,7 +9,7 @@ import torch
 
 from ..capture import Recording
 from ..errors import MethodError
-from ._batching import accumulator, chunks, positive_int
+from ._batching import accumulator, chunks, fast_settings, positive_int, scoring
 from .registry import MethodInfo, register
 
 
@@ -24,18 +24,30 @@ def _triple(name: str, value: int | tuple[int, ...], channels: int) -> tuple[int
     return tuple(positive_int(name, v, "occlusion") for v in values)  # type: ignore[return-value]
 
 
-def windows(shape: tuple[int, ...], window: tuple[int, ...], stride: tuple[int, ...]):
-    """Slices (c, y, x) of every window position, as Captum shifts them: positions 0, s, 2s, ...
-    ceil((size - window) / s) + 1 of them per dimension, the last ones cut at the border."""
+def windows(
+    shape: tuple[int, ...], window: tuple[int, ...], stride: tuple[int, ...]
+) -> list[torch.Tensor]:
+    """Per dimension (c, y, x), a boolean (positions, size) tensor: row i marks the i-th window
+    position as Captum shifts them, 0, s, 2s, ..., ceil((size - window) / s) + 1 of them, the
+    last ones cut at the border. Window j of the grid is the outer product of one row of each."""
     axes = []
     for size, w, s in zip(shape, window, stride, strict=True):
         if w > size:
             raise MethodError(f"occlusion: window {window} is larger than the input {shape}")
         if s > w and size > w:
             raise MethodError(f"occlusion: stride {stride} > window {window} skips pixels")
-        count = math.ceil((size - w) / s) + 1
-        axes.append([slice(i * s, min(i * s + w, size)) for i in range(count)])
-    return [(c, y, x) for c in axes[0] for y in axes[1] for x in axes[2]]
+        starts = torch.arange(math.ceil((size - w) / s) + 1)[:, None] * s
+        where = torch.arange(size)[None, :]
+        axes.append((where >= starts) & (where < starts + w))
+    return axes
+
+
+def window_masks(axes: list[torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
+    """The boolean masks (len(ids), C, H, W) of windows `ids` (numbered c-major, then y, x)."""
+    c, y, x = axes
+    per_c = len(y) * len(x)
+    ic, iy, ix = ids // per_c, (ids // len(x)) % len(y), ids % len(x)
+    return c[ic][:, :, None, None] & y[iy][:, None, :, None] & x[ix][:, None, None, :]
 
 
 def occlusion(
@@ -50,7 +62,10 @@ def occlusion(
     """Σ_windows W ∋ p (y(x) - y(x with W set to fill)) / #windows covering p (Zeiler & Fergus
     2014; Captum's normalization). `window` and `stride` are in pixels (an int, (h, w), or
     (c, h, w) to occlude channels apart); `fill` is in model-input space, broadcast to the input:
-    0, the default, is the dataset mean for a normalized input.
+    0, the default, is the dataset mean for a normalized input. The occluded copies are built
+    batch_size at a time in one tensor op and scored under inference mode (channels_last and
+    BatchNorms folded on CPU, as Score-CAM); y(x) is scored the same way, so each drop is the
+    difference of two scores computed alike.
     """
     x = rec.inputs.detach()
     n, channels = x.shape[:2]
@@ -63,21 +78,21 @@ def occlusion(
         raise MethodError(
             f"occlusion: fill does not broadcast to the input {tuple(x.shape)}"
         ) from None
-    spots = windows(tuple(x.shape[1:]), window, stride)
-    count = torch.zeros(x.shape[1:], dtype=torch.int64, device=x.device)
-    for spot in spots:
-        count[spot] += 1
+    axes = [a.to(x.device) for a in windows(tuple(x.shape[1:]), window, stride)]
+    spots = math.prod(len(a) for a in axes)
+    cover = [a.sum(0) for a in axes]  # windows covering each (c, y, x): a product per axis
+    count = cover[0][:, None, None] * cover[1][None, :, None] * cover[2][None, None, :]
     total = accumulator(x)
-    reference = rec.scores.detach()
-    for rows in chunks(n * len(spots), batch_size):  # row r: window r % k of image r // k
-        image = (rows // len(spots)).tolist()
-        batch = x[image].clone()
-        for j, (i, r) in enumerate(zip(image, rows.tolist(), strict=True)):
-            spot = spots[r % len(spots)]
-            batch[j][spot] = filled[i][spot]
-        drops = reference[image] - rec.score(batch, rec.targets[image])
-        for i, r, drop in zip(image, rows.tolist(), drops.tolist(), strict=True):
-            total[i][spots[r % len(spots)]] += drop
+    images = torch.arange(n, device=x.device)
+    rows = min(batch_size, n * spots)
+    with scoring(rec, rows=rows, **fast_settings(x, rows)) as score:
+        reference = score(x)[images, images]
+        for rows in chunks(n * spots, batch_size):  # row r: window r % spots of image r // spots
+            rows = rows.to(x.device)
+            image, masks = rows // spots, window_masks(axes, rows % spots)
+            batch = torch.where(masks, filled[image], x[image])
+            drops = reference[image] - score(batch)[torch.arange(len(rows)), image]
+            total.index_add_(0, image, drops.to(total.dtype).view(-1, 1, 1, 1) * masks)
     return (total / count.clamp(min=1)).to(x.dtype)
 
 
@@ -89,7 +104,7 @@ register(
         summary="Score drop when a sliding window of the image is greyed out (set to the mean).",
         formula="mean over windows W ∋ p of y(x) − y(x with W filled)",
         paper="Zeiler & Fergus 2014, arXiv:1311.2901",
-        passes="1 forward per window position (in batches, no backward)",
+        passes="1 forward per window position + 2 of the input (in batches, no backward)",
         compute=occlusion,
         needs=("window size",),
     )

@@ -32,6 +32,7 @@ class MethodInfo:
     layer_gradients: bool = False
     needs: tuple[str, ...] = ()
     order: int = 100  # position in listings: 10s gradient family, 20s CAMs, ...
+    per_channel: bool = False  # one forward per channel of the layer (Score-CAM, Ablation-CAM)
 
     @property
     def needs_layer(self) -> bool:

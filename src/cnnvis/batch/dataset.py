@@ -1,0 +1,118 @@
+"""Reading, hashing and decoding images in worker processes; a bad file is data, not an error.
+
+`decode` is the one place an input file is read: it hashes the bytes (sha256), stops there when
+the hash is already done (resume), else decodes and preprocesses the image to the uint8 pixels
+the model will see. Every failure becomes a record with the error's type and message. The local
+engine runs it in `torch.utils.data.DataLoader` workers, the Ray engine in Ray Data tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..model import Preprocess
+from .inputs import Item
+
+OK, ERROR, SKIPPED = "ok", "error", "skipped"
+
+
+@dataclass
+class Decoded:
+    """One input file after reading: its hash, and either its pixels or why there are none."""
+
+    index: int
+    status: str  # OK, ERROR or SKIPPED (already done for these settings)
+    sha256: str | None = None
+    size_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    pixels: torch.Tensor | None = None  # (3, crop, crop) uint8, exactly the model's view x 255
+    error_type: str | None = None
+    error: str | None = None
+    decode_seconds: float = 0.0
+
+
+def decode(
+    index: int,
+    path: str,
+    preprocess: Preprocess,
+    done: Collection[str],
+    max_pixels: int | None = None,
+) -> Decoded:
+    """Read, hash and (unless done) decode one file; never raises for a bad file."""
+    from ..images import load_image
+
+    start = time.perf_counter()
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        return Decoded(index, ERROR, error_type=type(error).__name__, error=str(error))
+    sha = hashlib.sha256(data).hexdigest()
+    record = Decoded(index, OK, sha, len(data))
+    if sha in done:
+        record.status = SKIPPED
+        return record
+    try:
+        image = load_image(data, max_pixels=max_pixels)
+        record.width, record.height = image.size
+        display = preprocess.to_display(image)  # k / 255 exactly: resize and crop are uint8
+        record.pixels = (display * 255).round_().to(torch.uint8)
+    except Exception as error:  # a bad image is recorded, whatever PIL raised
+        record.status = ERROR
+        record.error_type = type(error).__name__
+        record.error = str(error) or repr(error)
+    record.decode_seconds = time.perf_counter() - start
+    return record
+
+
+def to_display(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> the [0, 1] float image `Preprocess.to_display` returned (bit-exact)."""
+    return pixels.to(torch.float32).mul_(1.0 / 255)  # as torchvision's to_dtype(scale=True)
+
+
+class ImageFiles(Dataset):
+    """The files of a run as a map-style dataset of `Decoded` records."""
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        preprocess: Preprocess,
+        done: Collection[str],
+        max_pixels: int | None = None,
+    ):
+        self.paths = [item.path for item in items]
+        self.preprocess = preprocess
+        self.done = frozenset(done)
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Decoded:
+        return decode(index, self.paths[index], self.preprocess, self.done, self.max_pixels)
+
+
+def collate(records: list[Decoded]) -> list[Decoded]:
+    """Keep the records as they are (the main process regroups the good ones into batches)."""
+    return records
+
+
+def loader(dataset: ImageFiles, chunk: int, workers: int) -> Any:
+    """A DataLoader that decodes in `workers` processes, `chunk` files per task, in order."""
+    return DataLoader(
+        dataset,
+        batch_size=chunk,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )

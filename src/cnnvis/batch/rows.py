@@ -1,0 +1,69 @@
+"""What both engines share between decoding and writing: per-image fields, reuse, outcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .inputs import Item
+from .job import Job
+
+
+def image_fields(item: Item, label_index: int | None, **decoded: Any) -> dict[str, Any]:
+    """The index fields of one image: where it is, what it holds, and a decode error if any."""
+    fields = {
+        "source": item.path,
+        "relpath": item.relpath,
+        "label": item.label,
+        "label_index": label_index,
+    }
+    for name in ("sha256", "size_bytes", "width", "height", "decode_seconds"):
+        fields[name] = decoded.get(name)
+    if decoded.get("status") == "error":
+        fields["error_type"] = decoded.get("error_type")
+        fields["error"] = decoded.get("error")
+    return fields
+
+
+def failed_images(columns: dict[str, np.ndarray], job: Job, n: int) -> np.ndarray:
+    """Which of `n` explained images have an error in any of their maps (bool array)."""
+    failed = np.zeros(n, dtype=bool)
+    for key in job.keys:
+        column = columns.get(f"{key.name}:error_type")
+        if column is not None:
+            failed |= np.array([value is not None for value in column], dtype=bool)
+    return failed
+
+
+class Reuse:
+    """Results already in the index, by (content hash, settings): which images are done, and
+    rows for a done image found under a new path (moved, copied, or listed twice)."""
+
+    def __init__(self, table: Any, job: Job, run: str):
+        self.job = job
+        self.run = run
+        wanted = set(job.settings.values())
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.is_null(table["error_type"]))
+        good = [row for row in table.to_pylist() if row["settings"] in wanted]
+        by_hash: dict[str, dict[str, dict[str, Any]]] = {}
+        self.recorded: set[tuple[str, str]] = set()
+        for row in good:
+            by_hash.setdefault(row["sha256"], {})[row["settings"]] = row
+            self.recorded.add((row["source"], row["settings"]))
+        self.rows = by_hash
+        self.done = frozenset(sha for sha, rows in by_hash.items() if wanted <= set(rows))
+
+    def alias_rows(self, fields: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows for a done image under a source not yet recorded for these settings."""
+        rows = []
+        for settings, row in self.rows.get(fields["sha256"], {}).items():
+            if (fields["source"], settings) in self.recorded:
+                continue
+            moved = {name: fields[name] for name in ("source", "relpath", "label", "label_index")}
+            copy = {**row, **moved, "run": self.run, "seconds": 0.0, "decode_seconds": None}
+            self.recorded.add((fields["source"], settings))
+            rows.append(copy)
+        return rows
