@@ -356,7 +356,7 @@ def test_torchcam_grad_cam_plus_plus_is_a_different_definition(resnet):
 def test_fused_mean_is_pytorch_grad_cams_several_target_layers(resnet):
     """pytorch-grad-cam with target_layers=[layer3, layer4]: per layer ReLU, min-max, resize,
     then the mean, min-maxed again. It ReLUs and normalises before resizing (OpenCV), cnnvis
-    after upsampling: the same up to that order (measured r > 0.99)."""
+    after upsampling: the same up to that order (measured r = 0.9999997)."""
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -368,4 +368,4 @@ def test_fused_mean_is_pytorch_grad_cams_several_target_layers(resnet):
     with pytorch_grad_cam.GradCAM(model=model, target_layers=modules) as cam:
         theirs = cam(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in targets])
     corr = _corr(fused.map, torch.from_numpy(theirs))
-    assert corr.min() >= 0.99, corr.tolist()
+    assert corr.min() >= 0.999, corr.tolist()

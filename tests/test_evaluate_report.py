@@ -104,6 +104,7 @@ def test_flags_compare_means_in_the_right_direction():
     }
     text = ev.table()
     assert "0.200!" in text and "centred" in text
+    assert "! does not beat a baseline:" in text
 
 
 def test_a_map_that_survives_randomization_is_flagged():
@@ -116,6 +117,8 @@ def test_a_map_that_survives_randomization_is_flagged():
     ev = Evaluation("m", ["a", "b"], [], ["cascading"], ["i"], {}, randomization=[result])
     assert [(f.method, f.baseline) for f in ev.flags] == [("a", "after fc")]
     assert "does not depend on those weights" in str(ev.flags[0])
+    assert "! map ignores randomized weights:" in ev.table()
+    assert "does not beat a baseline" not in ev.table()
 
 
 def test_metric_names_and_groups():

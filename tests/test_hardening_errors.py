@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyCNN
 from torch import nn
 
 import cnnvis
@@ -19,13 +18,17 @@ from cnnvis import errors
 from cnnvis.cli import main
 from cnnvis.errors import CnnvisError, ImageError, LayerError, MethodError, ModelError, TargetError
 
+from conftest import TinyCNN
+
 CLASSES = [CnnvisError, ImageError, ModelError, LayerError, MethodError, TargetError]
 
 
 def test_the_docstring_table_matches_the_classes():
     rows = dict(re.findall(r"^(\w+Error)\s+(\d+)\s", errors.__doc__ or "", re.MULTILINE))
     assert rows == {cls.__name__: str(cls.exit_code) for cls in CLASSES}
-    documented = {c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, CnnvisError)}
+    documented = {
+        c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, CnnvisError)
+    }
     assert documented == set(CLASSES)
     assert len({cls.exit_code for cls in CLASSES}) == len(CLASSES)  # one code per kind
 

@@ -283,7 +283,7 @@ def test_unusual_files_are_explained(folder: Path, small_model, name: str):
 
 def test_a_batch_with_one_bad_file_fails_as_a_whole_in_the_library(folder: Path, small_model):
     """The library call is all-or-nothing (the CLI and batch runs go on per file)."""
-    with pytest.raises(ImageError, match="truncated.png"):
+    with pytest.raises(ImageError, match=r"truncated.png"):
         cnnvis.explain(small_model, [folder / "one_pixel.png", folder / "truncated.png"])
 
 
@@ -324,7 +324,9 @@ def test_cli_pixel_limit_flag_and_environment(folder, model_file, capsys, monkey
     argv = ["classify", image, "--model", str(model_file)]
     assert main([*argv, "--max-pixels", "1"]) == ImageError.exit_code
     err = capsys.readouterr().err
-    assert "2x1 = 2 pixels, more than the limit of 1; downscale it first or raise --max-pixels" in err
+    assert (
+        "2x1 = 2 pixels, more than the limit of 1; downscale it first or raise --max-pixels" in err
+    )
     monkeypatch.setenv("CNNVIS_MAX_PIXELS", "1")
     assert main(argv) == ImageError.exit_code
     assert "more than the limit of 1;" in capsys.readouterr().err

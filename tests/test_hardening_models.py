@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TinyCNN
 from torch import nn
 
 import cnnvis
 from cnnvis.capture import scripted_methods
 from cnnvis.cli import main
 from cnnvis.model import _TWINS, LoadedModel, Preprocess
+
+from conftest import TinyCNN
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 
@@ -187,7 +188,7 @@ def mlp() -> nn.Module:
 
 def test_no_spatial_layer_cam_methods_say_so_pixel_methods_work(x):
     model = mlp()
-    with pytest.raises(cnnvis.LayerError, match="no layer with a spatial .* use a pixel method"):
+    with pytest.raises(cnnvis.LayerError, match=r"no layer with a spatial .* use a pixel method"):
         cnnvis.explain(model, x, "grad-cam")
     with pytest.raises(cnnvis.LayerError, match=r"layer 1 outputs shape \(2, 12\); CAM methods"):
         cnnvis.explain(model, x, "grad-cam", layer="1")
@@ -407,7 +408,7 @@ def test_torchscript_layers_and_default_layer(x):
     layers = cnnvis.list_layers(model, (1, 3, SIZE, SIZE))
     assert {info.name for info in layers} >= {"conv1", "conv2", "fc"}
     assert all(info.output_shape is None for info in layers)
-    with pytest.raises(cnnvis.LayerError, match="TorchScript model.*methods that work: gradient"):
+    with pytest.raises(cnnvis.LayerError, match=r"TorchScript model.*methods that work: gradient"):
         cnnvis.default_layer(model, (1, 3, SIZE, SIZE))
 
 
@@ -441,12 +442,13 @@ def test_no_grad_inference_mode_and_autocast_give_the_same_maps(method, x):
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     with torch.inference_mode():
         inference_input = x.clone()
-    assert torch.equal(cnnvis.explain(model, inference_input, method, target=[0, 1], **kw).map,
-                       want.map)
+    assert torch.equal(
+        cnnvis.explain(model, inference_input, method, target=[0, 1], **kw).map, want.map
+    )
 
 
 def test_a_model_built_under_inference_mode_is_a_model_error(x):
     with torch.inference_mode():
         model = tiny()
-    with pytest.raises(cnnvis.ModelError, match="created under torch.inference_mode"):
+    with pytest.raises(cnnvis.ModelError, match=r"created under torch.inference_mode"):
         cnnvis.explain(model, x, "gradient")

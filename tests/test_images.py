@@ -334,17 +334,18 @@ def test_pixel_limit_from_the_environment(monkeypatch):
 def test_empty_images_and_unreadable_paths(tmp_path: Path):
     with pytest.raises(ImageError, match="0x3 pixels, which is empty"):
         load_image(Image.new("RGB", (0, 3)))
-    with pytest.raises(ImageError, match="not found: cat.*check the path"):
+    with pytest.raises(ImageError, match=r"not found: cat.*check the path"):
         load_image("cat\x00.png")  # a NUL byte: no such file
     with pytest.raises(ImageError, match="cannot read"):
         load_image("x" * 5000 + ".png")
-    with pytest.raises(ImageError, match="cannot read '~no-such-user-0/cat.png'"):
+    with pytest.raises(ImageError, match=r"cannot read '~no-such-user-0/cat.png'"):
         load_image("~no-such-user-0/cat.png")
 
 
 def test_a_lazily_opened_damaged_file_is_an_image_error(tmp_path: Path):
-    data = _png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3),
-                                                                         dtype=np.uint8)))
+    data = _png_bytes(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    )
     path = tmp_path / "cut.png"
     path.write_bytes(data[: len(data) // 2])
     with Image.open(path) as lazy, pytest.raises(ImageError, match="damaged or truncated"):

@@ -119,7 +119,7 @@ def integrated_gradients_resnet18(ctx: Context) -> list[Row]:
             workload,
             "cnnvis~captum",
             correlation(ours.map, theirs),
-            f"completeness error {max(errors):.2%} of |f(x) - f(x')|",
+            f"completeness error {100 * max(errors):.2g}% of |f(x) - f(x')|",
         ),
     ]
 

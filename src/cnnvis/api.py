@@ -257,14 +257,14 @@ def _layers_for(
     layers: Sequence[str | None] | str | None,
     input_shape: tuple[int, ...],
 ) -> list[str]:
-    if layers is not None and not isinstance(layers, str):
-        if not isinstance(layers, Sequence) or not all(
-            n is None or isinstance(n, str) for n in layers
-        ):
-            raise LayerError(
-                f"layers must be a layer name, a list of names or None, got {layers!r}; "
-                "see cnnvis.list_layers(model)"
-            )
+    listed = layers is None or isinstance(layers, str)
+    if not listed and isinstance(layers, Sequence):
+        listed = all(name is None or isinstance(name, str) for name in layers)
+    if not listed:
+        raise LayerError(
+            f"layers must be a layer name, a list of names or None, got {layers!r}; "
+            "see cnnvis.list_layers(model)"
+        )
     if not any(i.needs_layer for i in infos):
         named = [layers] if isinstance(layers, str) else list(layers or [])
         for name in named:

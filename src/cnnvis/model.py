@@ -119,9 +119,7 @@ def as_loaded(model: nn.Module | LoadedModel) -> LoadedModel:
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 _WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = (
-    weakref.WeakKeyDictionary()
-)
+_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
 _TWINS_LOCK = threading.Lock()
 
 

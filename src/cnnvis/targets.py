@@ -208,8 +208,7 @@ def _one(target: Any, classes: int, categories: Sequence[str] | None) -> int:
         ) from None
     if not 0 <= index < classes:
         raise TargetError(
-            f"target {index} is out of range: the model has {classes} classes (0 to "
-            f"{classes - 1})"
+            f"target {index} is out of range: the model has {classes} classes (0 to {classes - 1})"
         )
     return index
 

@@ -47,6 +47,14 @@ def _fmt(value: float | None) -> str:
     )
 
 
+def _header(ev: Evaluation, methods: str = "") -> str:
+    """Model, images, [methods,] the metrics' forward passes (if any), seconds."""
+    parts = [ev.model, f"{len(ev.images)} image(s)"] + ([methods] if methods else [])
+    if ev.forwards:
+        parts.append(f"{ev.forwards} forward passes for the metrics")
+    return ", ".join([*parts, f"{ev.seconds:.1f} s"])
+
+
 def _flagged(flags: Sequence[Flag]) -> set[tuple[str, str]]:
     return {(f.method, f.metric) for f in flags}
 
@@ -60,10 +68,7 @@ def text_table(ev: Evaluation) -> str:
     summary, flags = ev.summary(), ev.flags
     marked = _flagged(flags)
     metrics = [m for m in ev.metrics if m in METRICS]
-    lines = [
-        f"cnnvis evaluate: {ev.model}, {len(ev.images)} image(s), {ev.forwards} forward passes, "
-        f"{ev.seconds:.1f} s"
-    ]
+    lines = [f"cnnvis evaluate: {_header(ev)}"]
     if metrics:
         names = [*ev.methods, *ev.baselines]
         width = max(12, *(len(n) + 2 for n in names))
@@ -87,7 +92,7 @@ def text_table(ev: Evaluation) -> str:
     for result in _randomization_summary(ev):
         lines += ["", *result]
     if flags:
-        lines += ["", "! does not beat a baseline:", *_flag_lines(flags)]
+        lines += ["", f"! {_flag_heading(flags)}:", *_flag_lines(flags)]
     if ev.notes:
         lines += ["", "notes:"]
         lines += [f"  {n}" for n in ev.notes]
@@ -132,6 +137,15 @@ def _randomization_summary(ev: Evaluation) -> list[list[str]]:
 
 def _at(values: Sequence[float], at: int) -> float:
     return min(values[1:]) if at < 0 else values[at]
+
+
+def _flag_heading(flags: Sequence[Flag]) -> str:
+    reasons = []
+    if any(f.metric in METRICS for f in flags):
+        reasons.append("does not beat a baseline")
+    if any(f.metric in RANDOMIZATION_MODES for f in flags):
+        reasons.append("map ignores randomized weights")
+    return " / ".join(reasons)
 
 
 def _flag_lines(flags: Sequence[Flag]) -> list[str]:
@@ -498,13 +512,12 @@ def html_section(ev: Evaluation, pngs: dict[str, bytes] | None = None) -> str:
     parts = [
         f"<section class='cnnvis-eval' id='evaluation'><style>{SECTION_CSS}</style>",
         "<h2>Evaluation</h2>",
-        f"<p class='sub'>{esc(ev.model)} · {len(ev.images)} image(s) · "
-        f"{esc(', '.join(ev.methods))} · {ev.forwards} forward passes · {ev.seconds:.1f} s</p>",
+        f"<p class='sub'>{esc(_header(ev, ', '.join(ev.methods)))}</p>",
         _summary_html(ev),
     ]
     flags = ev.flags
     if flags:
-        parts.append("<p><b>! does not beat a baseline:</b></p><ul class='flags'>")
+        parts.append(f"<p><b>! {esc(_flag_heading(flags))}:</b></p><ul class='flags'>")
         parts += [f"<li>{esc(line.strip())}</li>" for line in _flag_lines(flags)]
         parts.append("</ul>")
     if ev.notes:

@@ -78,7 +78,7 @@ def _fast_forward(
             except RuntimeError as error:  # e.g. `.view` on non-contiguous memory
                 log.info("channels_last forward failed (%s); using contiguous inputs", error)
                 channels_last = False
-        return run(x)
+        return run(x.contiguous())
 
     return forward
 

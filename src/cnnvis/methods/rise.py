@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..capture import Recording
 from ..errors import MethodError
-from ._batching import accumulator, choice, chunks, positive_int
+from ._batching import accumulator, choice, chunks, fast_settings, positive_int, scoring
 from .registry import MethodInfo, register
 
 
@@ -55,7 +55,8 @@ def rise(
     every channel. Defaults are the paper's for ImageNet: N = 4000 masks of 7 x 7 cells, p = 0.5,
     the class's softmax probability as the score (`score="logit"` for the logit; a unit target
     always uses the unit). `fill` is in model-input space: 0 is the mean of a normalized input.
-    The masks are seeded and the same for every image of a batch.
+    The masks are seeded and the same for every image of a batch. The masked copies are scored
+    under inference mode (channels_last and BatchNorms folded on CPU, as Score-CAM).
     """
     count = positive_int("masks", masks, "rise")
     cells = positive_int("cells", cells, "rise")
@@ -67,16 +68,20 @@ def rise(
     n = x.shape[0]
     bank = MaskBank(count, tuple(x.shape[-2:]), cells, p, seed)
     total = accumulator(x[:, :1])
-    for rows in chunks(count * n, batch_size):  # row r: mask r // n on image r % n
-        image, ids = (rows % n).tolist(), (rows // n).tolist()
-        unique = sorted(set(ids))
-        bank_masks = bank[unique].to(x.device, x.dtype)
-        position = {mask_id: j for j, mask_id in enumerate(unique)}
-        m = bank_masks[[position[i] for i in ids]]
-        masked = x[image] * m + fill * (1 - m)
-        scores = rec.score(masked, rec.targets[image], probability=score == "probability")
-        weighted = scores.to(total.dtype).view(-1, 1, 1, 1) * m.to(total.dtype)
-        total.index_add_(0, torch.tensor(image, device=x.device), weighted)
+    per_forward = min(batch_size, count * n)
+    fast = fast_settings(x, per_forward)
+    probability = score == "probability"
+    with scoring(rec, probabilities=probability, rows=per_forward, **fast) as scorer:
+        for rows in chunks(count * n, batch_size):  # row r: mask r // n on image r % n
+            image, ids = (rows % n).tolist(), (rows // n).tolist()
+            unique = sorted(set(ids))
+            bank_masks = bank[unique].to(x.device, x.dtype)
+            position = {mask_id: j for j, mask_id in enumerate(unique)}
+            m = bank_masks[[position[i] for i in ids]]
+            masked = x[image] * m + fill * (1 - m)
+            scores = scorer(masked)[torch.arange(len(image)), image]
+            weighted = scores.to(total.dtype).view(-1, 1, 1, 1) * m.to(total.dtype)
+            total.index_add_(0, torch.tensor(image, device=x.device), weighted)
     return (total / (count * p)).to(x.dtype).expand_as(x).contiguous()
 
 

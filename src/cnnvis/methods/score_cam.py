@@ -113,7 +113,9 @@ def channel_scores(
     h, w = acts.shape[2:]
     found = []
     fast = fast_settings(x, min(batch_size, len(rows)), fold)
-    with scoring(rec, probabilities=probabilities, **fast) as score:
+    if fast["channels_last"]:  # X ⊙ M comes out in that layout: no copy before each forward
+        x = x.contiguous(memory_format=torch.channels_last)
+    with scoring(rec, probabilities=probabilities, rows=batch_size, **fast) as score:
         for start in range(0, len(rows), batch_size):
             chunk = slice(start, start + batch_size)
             masks = normalized_masks(rows[chunk].reshape(-1, 1, h, w), x.shape[2:], align_corners)
