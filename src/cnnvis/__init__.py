@@ -23,6 +23,7 @@ from .errors import (
 from .explanation import Explanation, Prediction, Sweep
 from .layers import LayerInfo, default_layer, list_layers
 from .methods import MethodInfo, get_method, list_methods
+from .methods.fusion import fuse_layers
 from .model import LoadedModel, Preprocess
 
 __version__ = "0.1.0"
@@ -77,6 +78,7 @@ __all__ = [
     "evaluate",
     "explain",
     "explain_many",
+    "fuse_layers",
     "get_method",
     "list_layers",
     "list_methods",

@@ -41,9 +41,11 @@ EXAMPLES = {
         cnnvis sweep                                    # guided Grad-CAM at every layer, the cat
         cnnvis sweep photo.jpg --method grad-cam --layers 'blocks.*'
         cnnvis sweep photo.jpg --model torchvision:vgg16 --layers 'features.*'
+        cnnvis sweep photo.jpg --method layer-cam --layers 'blocks.*' --fuse mean
 
         Writes OUT/<image>/sweep-METHOD.png (the grid), sweep-METHOD/LAYER.png,
-        sweep-METHOD.npz, sweep-METHOD.json and OUT/report.html.
+        sweep-METHOD.npz, sweep-METHOD.json and OUT/report.html; with --fuse HOW also
+        sweep-METHOD/fused-HOW.png (and the key fused-HOW in the .npz).
     """,
     "classify": """
         cnnvis classify                                 # the bundled cat
@@ -211,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--layers",
         default="all",
         help="all (every block along the main path), or a glob such as 'features.*'",
+    )
+    p.add_argument(
+        "--fuse",
+        choices=("mean", "max"),
+        help="also fuse the layers' CAMs into one map (ReLU, min-max per layer, then the mean "
+        "or the maximum; cnnvis.fuse_layers); for CAM methods",
     )
     _add_outputs(p)
     _add_max_pixels(p)

@@ -551,6 +551,30 @@ def _print_predictions(
 # ----------------------------------------------------------------------------- sweep
 
 
+def _fused_sweep_map(
+    result: Sweep, how: str, folder: Path, name: str, cmap: str, arrays: dict[str, np.ndarray]
+) -> dict[str, object]:
+    """The sweep's CAMs fused into one map (`fuse_layers`): its PNG, npz entry and manifest."""
+    from . import render
+    from .methods.fusion import fuse_layers
+
+    fused = fuse_layers(result, how)
+    key = f"fused-{how}"
+    png = render.save_map_png(fused, 0, folder / name / f"{key}.png", cmap, "overlay")
+    arrays[key] = fused.map[0].detach().cpu().numpy()
+    return {
+        "method": fused.method,
+        "kind": fused.kind,
+        "layer": fused.layer,
+        "output_shape": None,
+        "npz_key": key,
+        "shape": list(fused.map[0].shape),
+        "png": f"{name}/{png.name}",
+        "display": f"{how} of {len(result)} layers' ReLU'd, min-max normalised maps",
+        "params": fused.params,
+    }
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from . import render
 
@@ -602,6 +626,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     arrays = {layer: e.map[0].detach().cpu().numpy() for layer, e in result.explanations.items()}
+    if args.fuse:
+        maps.append(_fused_sweep_map(result, args.fuse, folder, name, args.cmap, arrays))
     np.savez_compressed(folder / f"{name}.npz", **arrays)
     entry = {
         "source": source,
