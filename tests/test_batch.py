@@ -24,7 +24,7 @@ from cnnvis import batch
 from cnnvis.batch.index import Index, atomic_write, latest, schema
 from cnnvis.batch.inputs import discover
 from cnnvis.cli import main
-from cnnvis.errors import ImageError, TargetError
+from cnnvis.errors import CnnvisError, ImageError, TargetError
 from cnnvis.model import LoadedModel, Preprocess
 
 from conftest import TinyCNN
@@ -375,6 +375,12 @@ def test_sigkill_mid_run_then_resume_gives_a_complete_index(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
+    # the run lock died with the run: its (orphaned) decoding worker does not hold it
+    import fcntl
+
+    with open(out / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, fcntl.LOCK_UN)
     killed = batch.read_index(out).to_pylist()  # every part file is whole
     assert 0 < len(killed) < 40
     for r in killed:
@@ -406,3 +412,14 @@ def test_sigkill_mid_run_then_resume_gives_a_complete_index(tmp_path):
             np.testing.assert_allclose(
                 stored["map"], reference.map[i].numpy(), rtol=1e-4, atol=1e-6
             )
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 0), (2, 0), (4, 1), (8, 2), (16, 4), (64, 4)])
+def test_default_decoding_workers_leave_small_machines_to_torch(monkeypatch, cores, expected):
+    run_module = sys.modules["cnnvis.batch.run"]  # `cnnvis.batch.run` is the function
+
+    monkeypatch.setattr(run_module.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert run_module._workers(None) == expected
+    assert run_module._workers(3) == 3
+    with pytest.raises(CnnvisError, match="0 or more"):
+        run_module._workers(-1)

@@ -70,3 +70,9 @@ def test_a_nan_model_is_a_model_error_not_a_picture():
             assert response.status_code == 422, response.text
             body = response.json()
             assert body["error"] == "ModelError" and "NaN or infinite" in body["detail"]
+
+
+def test_the_first_frame_note_reaches_the_web_answer(client, files):
+    body = explain(client, "animated.gif", files["animated.gif"]).json()
+    assert len(body["notes"]) == 1 and "has 3 frames; only the first is used" in body["notes"][0]
+    assert explain(client, "ok.png", files["one_pixel.png"]).json()["notes"] == []

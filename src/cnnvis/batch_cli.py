@@ -72,7 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="decoding processes (default: one per spare core, at most 4; 0: in the main one)",
+        help="decoding processes (default: 0, i.e. in this process, on 1-2 cores; else one per 4 cores, at most 4)",
     )
     p.add_argument("--png", action="store_true", help="also write a PNG overlay per map")
     p.add_argument("--cmap", default="jet", help="colormap of the CAM overlays (default: jet)")

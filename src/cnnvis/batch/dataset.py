@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..model import Preprocess
 from .inputs import Item
+from .lock import release_in_worker
 
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
 
@@ -115,4 +116,5 @@ def loader(dataset: ImageFiles, chunk: int, workers: int) -> Any:
         collate_fn=collate,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        worker_init_fn=release_in_worker,
     )

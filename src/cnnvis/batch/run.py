@@ -7,14 +7,12 @@ OUT/run.json               the settings and the summary of the last run
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from .index import Index, atomic_write
 from .inputs import discover
 from .job import Job, MapKey, settings_hashes
 from .labels import label_indices, require_label_targets
+from .lock import held
 from .rows import Reuse
 from .run_state import Progress
 from .writer import Writer
@@ -124,7 +123,7 @@ def run(
     job.settings = settings_hashes(lm, keys, params, target_text, output)
     out_dir = Path(out)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    with _locked(out_dir):
+    with held(out_dir):
         index = Index(out_dir)
         shutil.rmtree(out_dir / ".tmp", ignore_errors=True)  # leftovers of a killed run
         reuse = Reuse(index.read(), job, run_id)
@@ -237,30 +236,19 @@ def _target(
 
 
 def _workers(workers: int | None) -> int:
-    """DataLoader workers: as given, else one per spare core, at most 4."""
+    """DataLoader workers: as given, else 0 on one or two cores and one per four cores above
+    that, at most 4. Decoding costs ~1 ms per 224x224 JPEG, a tenth of a ResNet-50 image on a
+    CPU: on two cores, where torch's threads already use both, a worker process only competes
+    with them (measured: 128 JPEGs through ResNet-50 Grad-CAM, 1 worker 5.85 s, decoding in
+    this process 4.58 s, the bare loop on decoded tensors 4.76 s); with more cores it hides
+    the decoding and its GIL time behind the model."""
     if workers is not None:
         if workers < 0:
             raise CnnvisError(f"workers must be 0 or more, got {workers}")
         return workers
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, (cores or 1) - 1))
-
-
-@contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold OUT/.lock for the run: two runs into one folder would mix their part files."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise CnnvisError(
-                f"another cnnvis batch run is writing to {out}; wait for it or use another --out"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    cores = cores or 1
+    return 0 if cores <= 2 else max(1, min(4, cores // 4))
 
 
 def _write_run_json(

@@ -387,6 +387,7 @@ def _common(result: Result, first: Explanation, facts: dict[str, Any]) -> dict[s
             "probability": _finite(first.probabilities[0]),
         },
         "predictions": views.predictions((first.predictions or [[]])[0]),
+        "notes": list(first.notes),
         "downloads": {
             "figure": f"{base}/figure.png",
             "maps": f"{base}/maps.npz",

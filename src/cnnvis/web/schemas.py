@@ -130,6 +130,10 @@ class ExplainOut(BaseModel):
     predictions: list[PredictionOut]
     maps: list[MapOut]
     skipped: list[SkippedOut]
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what the user should know, e.g. only the first frame of an animation was used",
+    )
     downloads: DownloadsOut
     seconds: float
 
@@ -152,5 +156,9 @@ class SweepOut(BaseModel):
     target: TargetOut
     predictions: list[PredictionOut]
     layers: list[SweepLayerOut]
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what the user should know, e.g. only the first frame of an animation was used",
+    )
     downloads: DownloadsOut
     seconds: float
