@@ -14,11 +14,15 @@ Baselines (all on the model as the user has it: eval mode, parameters requiring 
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -328,3 +332,15 @@ def peak_memory(work: Callable[[], object], device: torch.device) -> dict[str, A
         peak, method = _status_kib("VmHWM") * 1024, "VmHWM after clear_refs"
     del result
     return {"base_bytes": base, "peak_bytes": peak, "delta_bytes": peak - base, "method": method}
+
+
+def memory_child(module: str, kind: str, ctx: Context) -> dict[str, Any]:
+    """Run `python -m MODULE KIND --threads T --device D` in a fresh process (a workload's
+    memory measurement) and return the JSON object its last output line holds."""
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", module, kind, "--threads", str(ctx.threads)]
+    command += ["--device", str(ctx.device)]
+    out = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory child {module} {kind} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

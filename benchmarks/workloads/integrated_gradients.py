@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 from captum.attr import IntegratedGradients
@@ -38,6 +35,7 @@ from ..common import (
     correlation,
     log,
     make_input,
+    memory_child,
     quiet,
     speed_row,
     time_row,
@@ -146,24 +144,6 @@ def child(kind: str, threads: int, device_name: str) -> dict[str, object]:
     return {"kind": kind, **peak_memory(work, device)}
 
 
-def _run_child(kind: str, ctx: Context) -> dict[str, object]:
-    root = Path(__file__).resolve().parents[2]
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.workloads.integrated_gradients",
-        kind,
-        "--threads",
-        str(ctx.threads),
-        "--device",
-        str(ctx.device),
-    ]
-    out = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"memory child {kind} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @register(
     "integrated-gradients-memory",
     "peak memory of IG at 256 vs 32 steps, batch_size 16, vs Captum unbatched (fresh processes)",
@@ -175,7 +155,9 @@ def integrated_gradients_memory(ctx: Context) -> list[Row]:
     samples: dict[str, list[dict]] = {kind: [] for kind in MEMORY_KINDS}
     for _ in range(runs):  # interleaved, like the timings
         for kind in MEMORY_KINDS:
-            samples[kind].append(_run_child(kind, ctx))
+            samples[kind].append(
+                memory_child("benchmarks.workloads.integrated_gradients", kind, ctx)
+            )
     ctx.extra[workload] = samples
     delta = {k: statistics.median(s["delta_bytes"] for s in v) / MB for k, v in samples.items()}
     method = samples["cnnvis-256"][0]["method"]

@@ -23,12 +23,10 @@ import argparse
 import gc
 import json
 import statistics
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
-from ..common import Context, Row, Target, baseline_names, log
+from ..common import Context, Row, Target, baseline_names, log, memory_child
 from . import register
 
 RATIO = 1.3
@@ -120,24 +118,6 @@ def child(kind: str, threads: int, device_name: str) -> dict[str, object]:
     }
 
 
-def _run_child(kind: str, ctx: Context) -> dict[str, object]:
-    root = Path(__file__).resolve().parents[2]
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.workloads.memory",
-        kind,
-        "--threads",
-        str(ctx.threads),
-        "--device",
-        str(ctx.device),
-    ]
-    out = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"memory child {kind} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @register("memory-vgg16", "peak RSS of the VGG16 sweep vs one forward+backward (fresh processes)")
 def memory_vgg16(ctx: Context) -> list[Row]:
     workload = "memory-vgg16"
@@ -146,7 +126,7 @@ def memory_vgg16(ctx: Context) -> list[Row]:
     samples: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for _ in range(runs):  # interleaved, like the timings
         for kind in kinds:
-            samples[kind].append(_run_child(kind, ctx))
+            samples[kind].append(memory_child("benchmarks.workloads.memory", kind, ctx))
     ctx.extra[workload] = samples
     delta = {k: statistics.median(s["delta_bytes"] for s in v) / MB for k, v in samples.items()}
     method = samples["sweep"][0]["method"]
