@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..capture import CHANNELS_LAST_MIN_ELEMENTS as RECORD_CHANNELS_LAST_MIN_ELEMENTS
 from ..capture import Recording, first_tensor
 from ..errors import MethodError
 from ..guard import model_state_guard
@@ -83,7 +84,9 @@ def _fast_forward(
     return forward
 
 
-CHANNELS_LAST_MIN_ELEMENTS = 2**20  # input elements per forward below which it is not used
+# input elements per forward below which channels_last is not used (the recorded forward's
+# threshold; tests lower this copy to reach the multi-pass paths with tiny inputs)
+CHANNELS_LAST_MIN_ELEMENTS = RECORD_CHANNELS_LAST_MIN_ELEMENTS
 
 
 def fast_settings(x: torch.Tensor, rows: int, fold: bool = True) -> dict[str, bool]:
