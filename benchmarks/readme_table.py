@@ -24,9 +24,16 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def _value(row: dict[str, Any]) -> str:
     value = row["value"]
-    if row["candidate"].startswith("agree"):
+    if str(row.get("target", "")).startswith("min r"):
         return f"r = {value:.6f}"
+    if value != 0 and abs(value) < 0.01:
+        return f"{value:.1e}"
     return f"{value:.3g}" if value >= 100 else f"{value:.2f}"
+
+
+def _cell(text: object) -> str:
+    """Text for a markdown table cell (a `|` would end the cell)."""
+    return str(text).replace("|", "\\|")
 
 
 def _seconds(row: dict[str, Any]) -> str:
@@ -53,11 +60,15 @@ def machine_line(machine: dict[str, Any], repeats: int | None) -> str:
 
 
 def _agreement(rows: list[dict[str, Any]], workload: str) -> str:
-    """The smallest gated output correlation of a workload with its reference(s)."""
+    """The smallest gated output correlation ("min r" rows) of a workload with its
+    reference(s); other agreement rows (e.g. an AUC difference) have their own line."""
     values = [
         r["value"]
         for r in rows
-        if r["workload"] == workload and r["candidate"].startswith("agree") and r.get("gate")
+        if r["workload"] == workload
+        and r["candidate"].startswith("agree")
+        and r.get("gate")
+        and str(r.get("target", "")).startswith("min r")
     ]
     return f"{min(values):.4f}" if values else "-"
 
@@ -71,11 +82,12 @@ def render(results: dict[str, Any]) -> str:
     ]
     for row in rows:
         gated = row.get("gate") and row.get("target") is not None and row.get("value") is not None
-        if not gated or row["candidate"].startswith("agree"):
+        correlation = str(row.get("target", "")).startswith("min r")
+        if not gated or (row["candidate"].startswith("agree") and correlation):
             continue
         result = "pass" if row["passed"] else "**FAIL**"
         lines.append(
-            f"| `{row['workload']}` | {_seconds(row)} | {_value(row)} | {row['target']} | "
+            f"| `{row['workload']}` | {_seconds(row)} | {_value(row)} | {_cell(row['target'])} | "
             f"{result} | {_agreement(rows, row['workload'])} |"
         )
     gated = [r for r in rows if r.get("gate") and r.get("passed") is not None]

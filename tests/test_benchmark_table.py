@@ -47,6 +47,7 @@ def test_render_keeps_gated_targets_marks_failures_and_names_the_machine():
             _row("w", "agree cnnvis~peer", 0.99991, "min r >= 0.999", True, seconds=None),
             _row("w", "agree cnnvis~other", 0.99995, "min r >= 0.999", True, seconds=None),
             _row("v", "cnnvis", 0.9, "peer/cnnvis >= 1.5", False),
+            _row("v", "agree cnnvis~reference AUC", 3.6e-9, "max |dAUC|/AUC <= 0.0001", True),
             _row("v", "fb", None, None, None),
         ],
     }
@@ -55,9 +56,10 @@ def test_render_keeps_gated_targets_marks_failures_and_names_the_machine():
     assert body == [
         "| `w` | 0.500 | 1.20 | cnnvis/fb <= 1.5 | pass | 0.9999 |",
         "| `v` | 0.500 | 0.90 | peer/cnnvis >= 1.5 | **FAIL** | - |",
+        "| `v` | 0.500 | 3.6e-09 | max \\|dAUC\\|/AUC <= 0.0001 | pass | - |",
     ]
     summary = lines[-1]
-    assert summary.startswith("3/4 gated targets pass")
+    assert summary.startswith("4/5 gated targets pass")
     assert "Test CPU, 2 cores, 2 torch threads" in summary and "median of 5 repeats" in summary
 
 

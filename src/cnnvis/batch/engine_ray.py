@@ -114,7 +114,14 @@ def decode_batch(
 class Explainer:
     """Ray Data actor: one model, explaining the decodable rows of each batch it is given."""
 
-    def __init__(self, model: Any, job: Job, device: str, threads: int):
+    def __init__(
+        self,
+        model: Any,
+        job: Job,
+        device: str,
+        threads: int,
+        decoding: dict[str, Any] | None = None,
+    ):
         import ray
 
         if isinstance(model, ray.ObjectRef):
@@ -122,8 +129,11 @@ class Explainer:
         torch.set_num_threads(max(1, threads))
         self.model: LoadedModel = model.to(device)
         self.job = job
+        self.decoding = decoding  # decode the files here (CPU actors), else they come decoded
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.decoding is not None:
+            batch = decode_batch(batch, **self.decoding)
         ok = np.array([s == OK for s in batch["status"]], dtype=bool)
         out = {k: v for k, v in batch.items() if k != "pixels" or self.job.png}
         if ok.any():
@@ -192,17 +202,19 @@ def run_ray(
             ds = ray.data.from_items(rows, override_num_blocks=blocks)
         except TypeError:  # Ray < 2.10
             ds = ray.data.from_items(rows, parallelism=blocks)
-        ds = ds.map_batches(
-            decode_batch,
-            fn_kwargs={
-                "preprocess": model.preprocess,
-                "done": reuse.done,
-                "max_pixels": job.max_pixels,
-            },
-            batch_size=batch_size,
-            batch_format="numpy",
-            num_cpus=1,
-        )
+        decoding = {
+            "preprocess": model.preprocess,
+            "done": reuse.done,
+            "max_pixels": job.max_pixels,
+        }
+        if gpus:  # decoding in CPU tasks keeps the GPU actors busy with the model only
+            ds = ds.map_batches(
+                decode_batch,
+                fn_kwargs=decoding,
+                batch_size=batch_size,
+                batch_format="numpy",
+                num_cpus=1,
+            )
         ds = ds.map_batches(
             Explainer,
             fn_constructor_kwargs={
@@ -210,6 +222,9 @@ def run_ray(
                 "job": job,
                 "device": device,
                 "threads": threads,
+                # CPU actors decode their own batches (~1 ms a file): a separate decoding
+                # task would only compete with the actor's torch threads for the same cores
+                "decoding": None if gpus else decoding,
             },
             batch_size=batch_size,
             batch_format="numpy",
