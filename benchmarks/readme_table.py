@@ -28,7 +28,7 @@ def _value(row: dict[str, Any]) -> str:
         return f"r = {value:.6f}"
     if value != 0 and abs(value) < 0.01:
         return f"{value:.1e}"
-    return f"{value:.3g}" if value >= 100 else f"{value:.2f}"
+    return f"{value:.3g}"  # three significant digits: a 0.598 must not read as 0.60
 
 
 def _cell(text: object) -> str:

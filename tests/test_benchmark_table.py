@@ -54,8 +54,8 @@ def test_render_keeps_gated_targets_marks_failures_and_names_the_machine():
     lines = readme_table.render(results).splitlines()
     body = [line for line in lines if line.startswith("| `")]
     assert body == [
-        "| `w` | 0.500 | 1.20 | cnnvis/fb <= 1.5 | pass | 0.9999 |",
-        "| `v` | 0.500 | 0.90 | peer/cnnvis >= 1.5 | **FAIL** | - |",
+        "| `w` | 0.500 | 1.2 | cnnvis/fb <= 1.5 | pass | 0.9999 |",
+        "| `v` | 0.500 | 0.9 | peer/cnnvis >= 1.5 | **FAIL** | - |",
         "| `v` | 0.500 | 3.6e-09 | max \\|dAUC\\|/AUC <= 0.0001 | pass | - |",
     ]
     summary = lines[-1]
