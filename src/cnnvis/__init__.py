@@ -1,11 +1,11 @@
 """cnnvis: see what an image classifier looks at, on any architecture.
 
-    import cnnvis
-    model = cnnvis.load_model()                      # offline EfficientNet-Lite0, ImageNet
-    image = cnnvis.load_image("sample:cat")
-    cnnvis.classify(model, image)                    # [(285, 'Egyptian cat', 0.6), ...]
-    e = cnnvis.explain(model, image, method="grad-cam")
-    e.map                                            # raw, signed torch.Tensor
+import cnnvis
+model = cnnvis.load_model()                      # offline EfficientNet-Lite0, ImageNet
+image = cnnvis.load_image("sample:cat")
+cnnvis.classify(model, image)                    # [Prediction(285, 'Egyptian cat', 0.38), ...]
+e = cnnvis.explain(model, image, method="grad-cam")
+e.map                                            # raw, signed torch.Tensor
 """
 
 from __future__ import annotations

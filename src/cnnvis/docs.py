@@ -1,7 +1,7 @@
 """Documentation generated from the method registry (the README's method table).
 
-    python -m cnnvis.docs            # print the table
-    python -m cnnvis.docs --write    # update README.md between its markers
+python -m cnnvis.docs            # print the table
+python -m cnnvis.docs --write    # update README.md between its markers
 """
 
 from __future__ import annotations
