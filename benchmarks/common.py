@@ -14,10 +14,12 @@ Baselines (all on the model as the user has it: eval mode, parameters requiring 
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -242,6 +244,29 @@ def speed_row(
     return Row(workload, candidate, timings[candidate].median, value, target, note=note)
 
 
+def cpu_time_row(
+    workload: str, timings: dict[str, Timing], ratio_of: str, op: str, threshold: float
+) -> Row:
+    """The informational twin of a speed target on process CPU seconds (far less sensitive to
+    other processes on a shared machine): `ratio_of` is "A/B" over candidates, where A or B
+    may be "min(C,D)" for the faster of several (e.g. "min(torchcam,grad-cam)/cnnvis")."""
+
+    def cpu(names: str) -> float:
+        names = names.removeprefix("min(").removesuffix(")")
+        return min(timings[name].cpu_median for name in names.split(","))
+
+    numerator, denominator = ratio_of.split("/")
+    return Row(
+        workload,
+        "cnnvis (cpu time)",
+        timings["cnnvis"].cpu_median,
+        cpu(numerator) / cpu(denominator),
+        Target(f"{ratio_of}, cpu s", op, threshold),
+        gate=False,
+        note="info: medians of process CPU seconds",
+    )
+
+
 def time_row(workload: str, timing: Timing, note: str = "") -> Row:
     return Row(workload, timing.name, timing.median, note=note)
 
@@ -302,34 +327,62 @@ def _status_kib(key: str) -> int | None:
     return None
 
 
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
+class _RssSampler(threading.Thread):
+    """Samples RSS with psutil every 0.5 ms (where VmHWM cannot be reset); can miss a short
+    peak, so the result says which method was used."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.0005):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+
 def peak_memory(work: Callable[[], object], device: torch.device) -> dict[str, Any]:
     """Run `work` once and return the memory it needed over what was resident before:
     {"base_bytes", "peak_bytes", "delta_bytes", "method"}. On CPU: VmRSS before, the kernel's
-    peak counter reset (/proc/self/clear_refs <- 5), VmHWM after; on CUDA:
-    `max_memory_allocated` after `reset_peak_memory_stats`. Meant for a fresh process (see
-    workloads/memory.py); raises where neither is available."""
-    import gc
-
+    peak counter reset (/proc/self/clear_refs <- 5), VmHWM after (elsewhere a 0.5 ms psutil
+    sampler); on CUDA: `max_memory_allocated` after `reset_peak_memory_stats`. Meant for a
+    fresh process (see `memory_child`)."""
     gc.collect()
+    sampler = None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        result = work()
-        torch.cuda.synchronize(device)
-        peak, method = torch.cuda.max_memory_allocated(device), "cuda max_memory_allocated"
+        method = "cuda max_memory_allocated"
+    elif _status_kib("VmRSS") is not None and _reset_peak_rss():
+        base, method = _status_kib("VmRSS") * 1024, "VmHWM after clear_refs"
     else:
-        rss = _status_kib("VmRSS")
-        try:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")
-        except OSError as error:
-            raise RuntimeError(f"cannot reset the peak RSS counter here ({error})") from None
-        if rss is None:
-            raise RuntimeError("no /proc/self/status VmRSS here")
-        base = rss * 1024
-        result = work()
-        peak, method = _status_kib("VmHWM") * 1024, "VmHWM after clear_refs"
+        sampler = _RssSampler()
+        base, method = sampler.peak, "psutil sampler (0.5 ms)"
+        sampler.start()
+    result = work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    elif sampler is None:
+        peak = _status_kib("VmHWM") * 1024
+    else:
+        sampler.stop.set()
+        sampler.join()
+        peak = sampler.peak
     del result
     return {"base_bytes": base, "peak_bytes": peak, "delta_bytes": peak - base, "method": method}
 
@@ -344,3 +397,20 @@ def memory_child(module: str, kind: str, ctx: Context) -> dict[str, Any]:
     if out.returncode != 0:
         raise RuntimeError(f"memory child {module} {kind} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory_child_main(
+    child: Callable[[str, int, str], dict[str, Any]],
+    kinds: Sequence[str],
+    argv: list[str] | None = None,
+) -> None:
+    """The command line of a memory child (`python -m MODULE KIND [--threads] [--device]`):
+    runs `child(kind, threads, device)` and prints its result as one JSON line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="one memory measurement (a child process)")
+    parser.add_argument("kind", choices=kinds)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    print(json.dumps(child(args.kind, args.threads, args.device)))

@@ -71,3 +71,18 @@ def test_write_readme_replaces_only_between_the_markers(tmp_path):
         readme.read_text()
         == f"before\n{readme_table.START}\nnew table\n{readme_table.END}\nafter\n"
     )
+
+
+def test_cpu_time_row_takes_ratios_of_cpu_medians_and_the_faster_of_several():
+    from benchmarks.common import cpu_time_row
+    from benchmarks.timing import Timing
+
+    timings = {
+        "cnnvis": Timing("cnnvis", wall=[9.0] * 3, cpu=[2.0, 3.0, 4.0]),
+        "torchcam": Timing("torchcam", wall=[1.0] * 3, cpu=[6.0, 6.0, 6.0]),
+        "grad-cam": Timing("grad-cam", wall=[1.0] * 3, cpu=[4.5, 4.5, 9.0]),
+    }
+    row = cpu_time_row("w", timings, "min(torchcam,grad-cam)/cnnvis", ">=", 1.5)
+    assert (row.seconds, row.value, row.passed, row.gate) == (3.0, 1.5, True, False)
+    row = cpu_time_row("w", timings, "cnnvis/torchcam", "<=", 0.4)
+    assert row.value == 0.5 and row.passed is False

@@ -24,7 +24,17 @@ from torchvision.transforms.v2 import functional as TF
 from cnnvis.evaluate import deletion_insertion, smooth_random
 from cnnvis.model import as_loaded
 
-from ..common import Context, Row, Target, agreement_row, correlation, make_input, time_row, top1
+from ..common import (
+    Context,
+    Row,
+    Target,
+    agreement_row,
+    correlation,
+    cpu_time_row,
+    make_input,
+    time_row,
+    top1,
+)
 from . import register
 
 STEPS = 100
@@ -112,15 +122,7 @@ def deletion_insertion_resnet50(ctx: Context) -> list[Row]:
             Target(f"cnnvis/{yardstick}", "<=", TARGET_RATIO),
             note=f"{2 * (STEPS - 1) + 3} forwards in batches of {BATCH}",
         ),
-        Row(  # process CPU time: far less sensitive to other processes on a shared machine
-            workload,
-            "cnnvis (cpu time)",
-            timings["cnnvis"].cpu_median,
-            timings["cnnvis"].cpu_median / timings[yardstick].cpu_median,
-            Target(f"cnnvis/{yardstick}, cpu s", "<=", TARGET_RATIO),
-            gate=False,
-            note="info: medians of process CPU seconds",
-        ),
+        cpu_time_row(workload, timings, f"cnnvis/{yardstick}", "<=", TARGET_RATIO),
     ]
 
     ours = run_cnnvis()

@@ -18,8 +18,6 @@ cnnvis at 32 and 256 steps with `batch_size=16`, Captum at 32 and 256 steps with
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 
 import torch
@@ -33,9 +31,11 @@ from ..common import (
     Target,
     agreement_row,
     correlation,
+    cpu_time_row,
     log,
     make_input,
     memory_child,
+    memory_child_main,
     quiet,
     speed_row,
     time_row,
@@ -100,19 +100,10 @@ def integrated_gradients_resnet18(ctx: Context) -> list[Row]:
             ours.params["completeness_error"], ours.params["score_difference"], strict=True
         )
     ]
-    cpu = {name: t.cpu_median for name, t in timings.items()}
     return [
         time_row(workload, timings["captum"]),
         speed_row(workload, timings, "cnnvis", "captum", "<=", 1.0),
-        Row(
-            workload,
-            "cnnvis (cpu time)",
-            cpu["cnnvis"],
-            cpu["cnnvis"] / cpu["captum"],
-            Target("cnnvis/captum, cpu s", "<=", 1.0),
-            gate=False,
-            note="info: medians of process CPU seconds",
-        ),
+        cpu_time_row(workload, timings, "cnnvis/captum", "<=", 1.0),
         agreement_row(
             workload,
             "cnnvis~captum",
@@ -194,14 +185,5 @@ def integrated_gradients_memory(ctx: Context) -> list[Row]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="one IG memory measurement (a child process)")
-    parser.add_argument("kind", choices=MEMORY_KINDS)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    print(json.dumps(child(args.kind, args.threads, args.device)))
-
-
 if __name__ == "__main__":
-    main()
+    memory_child_main(child, MEMORY_KINDS)

@@ -19,51 +19,23 @@ of RSS. KIND: fb (forward + `.backward()`), fb-input (forward + input gradient o
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import statistics
-import threading
-from pathlib import Path
 
-from ..common import Context, Row, Target, baseline_names, log, memory_child
+from ..common import (
+    Context,
+    Row,
+    Target,
+    baseline_names,
+    log,
+    memory_child,
+    memory_child_main,
+    peak_memory,
+)
 from . import register
 
 RATIO = 1.3
 KINDS = ("fb", "fb-input", "sweep")
 MB = 2**20
-
-
-def _status_kb(key: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return _status_kb("VmHWM") is not None
-
-
-class _Sampler(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        import psutil
-
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.wait(0.0005):
-            self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 def child(kind: str, threads: int, device_name: str) -> dict[str, object]:
@@ -83,39 +55,7 @@ def child(kind: str, threads: int, device_name: str) -> dict[str, object]:
         "fb-input": lambda: forward_input_grad(model, x, targets),
         "sweep": lambda: cnnvis.sweep(model, x, "guided-grad-cam", layers="all", target=targets),
     }[kind]
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        result = work()
-        torch.cuda.synchronize(device)
-        peak, method = torch.cuda.max_memory_allocated(device), "cuda max_memory_allocated"
-    else:
-        base = _status_kb("VmRSS") * 1024 if _status_kb("VmRSS") else None
-        sampler = None
-        if base is not None and _reset_peak():
-            method = "VmHWM after clear_refs"
-        else:
-            sampler = _Sampler()
-            base = sampler.peak
-            sampler.start()
-            method = "psutil sampler (0.5 ms)"
-        result = work()
-        if sampler is None:
-            peak = _status_kb("VmHWM") * 1024
-        else:
-            sampler.stop.set()
-            sampler.join()
-            peak = sampler.peak
-    del result
-    return {
-        "kind": kind,
-        "base_bytes": base,
-        "peak_bytes": peak,
-        "delta_bytes": peak - base,
-        "method": method,
-    }
+    return {"kind": kind, **peak_memory(work, device)}
 
 
 @register("memory-vgg16", "peak RSS of the VGG16 sweep vs one forward+backward (fresh processes)")
@@ -153,14 +93,5 @@ def memory_vgg16(ctx: Context) -> list[Row]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="one memory measurement (a child process)")
-    parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    print(json.dumps(child(args.kind, args.threads, args.device)))
-
-
 if __name__ == "__main__":
-    main()
+    memory_child_main(child, KINDS)

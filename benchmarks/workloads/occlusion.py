@@ -16,9 +16,9 @@ import cnnvis
 from ..common import (
     Context,
     Row,
-    Target,
     agreement_row,
     correlation,
+    cpu_time_row,
     forward_no_grad,
     make_input,
     quiet,
@@ -75,19 +75,10 @@ def occlusion_resnet18(ctx: Context) -> list[Row]:
         ),
     }
     timings = ctx.measure(workload, candidates)
-    cpu = {name: t.cpu_median for name, t in timings.items()}
     rows = [time_row(workload, timings[n]) for n in candidates if n != "cnnvis"]
     rows += [
         speed_row(workload, timings, "cnnvis", "captum", "<=", 1.0),
-        Row(
-            workload,
-            "cnnvis (cpu time)",
-            cpu["cnnvis"],
-            cpu["cnnvis"] / cpu["captum"],
-            Target("cnnvis/captum, cpu s", "<=", 1.0),
-            gate=False,
-            note="info: medians of process CPU seconds",
-        ),
+        cpu_time_row(workload, timings, "cnnvis/captum", "<=", 1.0),
         agreement_row(workload, "cnnvis~captum", correlation(run_cnnvis(), run_captum())),
     ]
     return rows

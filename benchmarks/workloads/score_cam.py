@@ -30,6 +30,7 @@ from ..common import (
     Target,
     agreement_row,
     correlation,
+    cpu_time_row,
     forward_no_grad,
     make_input,
     quiet,
@@ -97,18 +98,7 @@ def score_cam_resnet18(ctx: Context) -> list[Row]:
             note=f"{rows_forwarded} masked forwards for 512 channels",
         )
     )
-    cpu = {name: timing.cpu_median for name, timing in timings.items()}
-    rows.append(  # process CPU time: far less sensitive to other processes on a shared machine
-        Row(
-            workload,
-            "cnnvis (cpu time)",
-            cpu["cnnvis"],
-            min(cpu["torchcam"], cpu["grad-cam"]) / cpu["cnnvis"],
-            Target("faster peer/cnnvis, cpu s", ">=", SPEEDUP),
-            gate=False,
-            note="info: medians of process CPU seconds",
-        )
-    )
+    rows.append(cpu_time_row(workload, timings, "min(torchcam,grad-cam)/cnnvis", ">=", SPEEDUP))
 
     ours = run_cnnvis()
     relu = ours.layer_map.clamp(min=0)
