@@ -69,3 +69,19 @@ def test_a_model_that_cannot_take_channels_last_runs_contiguous(big_batch):
     ours = cnnvis.explain(model, big_batch, "guided-backprop").map
     reference = cnnvis.explain(TinyCNN().eval(), big_batch, "guided-backprop").map
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)
+
+
+class FailingNet(TinyCNN):
+    """Raises its own RuntimeError and counts its calls."""
+
+    calls = 0
+
+    def forward(self, x):
+        FailingNet.calls += 1
+        raise RuntimeError("broken model")
+
+
+def test_a_model_that_fails_for_its_own_reasons_runs_once(big_batch):
+    with pytest.raises(RuntimeError, match="broken model"):
+        capture.record(FailingNet().eval(), big_batch)
+    assert FailingNet.calls == 1

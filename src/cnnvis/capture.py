@@ -294,6 +294,8 @@ def _forward(
         try:
             return _call(model, x.contiguous(memory_format=torch.channels_last), state)
         except RuntimeError as error:
+            if not any(word in str(error) for word in ("stride", "contiguous")):
+                raise  # the model's own failure, not the memory layout: no second run
             log.info("channels_last forward failed (%s); running it contiguous", error)
             store.clear()
             calls.clear()
