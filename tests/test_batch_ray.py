@@ -83,3 +83,95 @@ def test_ray_engine_matches_the_local_engine(local_ray, model, tree, tmp_path):
     assert len(ours) == 16 and ours == theirs
     broken = [r for r in theirs if r["relpath"] == "3/broken.png"]
     assert [r["error_type"] for r in broken] == ["ImageError", "ImageError"]
+
+
+def pictures(root: Path, count: int) -> Path:
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def same_maps(a: Path, b: Path) -> None:
+    ra, rb = rows(a), rows(b)
+    assert ra == rb and ra
+    for r in ra:
+        if r["map_path"] is not None:  # None: a file that is no picture
+            assert (a / r["map_path"]).read_bytes() == (b / r["map_path"]).read_bytes()
+
+
+def kept_pids() -> list[int]:
+    from cnnvis.batch import ray_actors
+
+    kept = ray_actors._kept
+    return [] if kept is None else ray.get([a.pid.remote() for a in kept[1]])
+
+
+def test_model_actors_outlive_a_job_and_serve_the_next(local_ray, model, tmp_path):
+    """A second job on the same model reuses the actor process; another model replaces it."""
+    images = pictures(tmp_path / "in", 5)
+    common = dict(methods=["grad-cam"], batch_size=2, progress=False, engine="ray")
+    batch.run(images, tmp_path / "a", model, **common)
+    first = kept_pids()
+    assert len(first) == 1
+    batch.run(images, tmp_path / "b", model, **common)
+    assert kept_pids() == first  # no new process, no model shipped again
+    same_maps(tmp_path / "a", tmp_path / "b")
+
+    torch.manual_seed(1)
+    other = LoadedModel(
+        torchvision.models.resnet18(weights=None, num_classes=10).eval(),
+        "resnet18",
+        preprocess=model.preprocess,
+    )
+    from cnnvis.batch import ray_actors
+
+    old = ray_actors._kept[1]
+    batch.run(images, tmp_path / "c", other, **common)
+    second = kept_pids()
+    assert len(second) == 1 and second != first
+    with pytest.raises(ray.exceptions.RayActorError):  # stopped, not left holding a CPU
+        ray.get(old[0].pid.remote(), timeout=60)
+    assert rows(tmp_path / "c") != rows(tmp_path / "a")  # other weights, other maps
+
+    assert batch.release_actors() == 1
+    assert batch.release_actors() == 0 and kept_pids() == []
+    batch.run(images, tmp_path / "d", model, keep_actors=False, **common)
+    assert kept_pids() == []
+    same_maps(tmp_path / "a", tmp_path / "d")
+
+
+def test_decoding_tasks_and_two_actors_give_the_local_results(local_ray, model, tmp_path):
+    """Files decoded in CPU tasks (the GPU set-up) and blocks spread over two actors."""
+    images = pictures(tmp_path / "in", 11)
+    (images / "bad.png").write_bytes(b"not a picture")
+    common = dict(methods=["grad-cam", "gradient"], batch_size=2, progress=False)
+    local = batch.run(images, tmp_path / "local", model, workers=0, **common)
+    remote = batch.run(
+        images,
+        tmp_path / "ray",
+        model,
+        engine="ray",
+        actors=2,
+        cpus_per_actor=0.5,  # leaves a CPU of the two to the decoding tasks
+        decode_tasks=True,
+        keep_actors=False,
+        **common,
+    )
+    assert (local.done, local.failed) == (remote.done, remote.failed) == (11, 1)
+    same_maps(tmp_path / "local", tmp_path / "ray")
+
+
+def test_blocks_start_where_the_local_batches_start():
+    from cnnvis.batch.engine_ray import _batches_per_block, _blocks
+    from cnnvis.batch.inputs import Item
+
+    items = [Item(f"/x/{i}.png", f"{i}.png") for i in range(11)]
+    assert _batches_per_block(11, 2, 1) == 4  # 6 batches: blocks of 4 + 2
+    assert _batches_per_block(11, 2, 4) == 1  # every actor gets a block
+    assert _batches_per_block(3, 16, 1) == 1
+    tables = _blocks(items, [None] * 5 + [3] * 6, 8)
+    assert [t.num_rows for t in tables] == [8, 3]
+    assert tables[1].column("index").to_pylist() == [8, 9, 10]
+    assert tables[0].column("label_index").to_pylist() == [-1] * 5 + [3] * 3

@@ -112,6 +112,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="CPUs (and torch threads) each actor holds (default: 1 with a GPU, else the "
         "cluster's CPUs less one, shared by the actors)",
     )
+    ray.add_argument(
+        "--decode-tasks",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read and decode the files in separate CPU tasks rather than in the actors "
+        "(default: with GPU actors only)",
+    )
     _add_common(p)
     p.set_defaults(handler=cmd_batch)
     return p
@@ -151,6 +158,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         actors=args.actors,
         gpus_per_actor=args.gpus_per_actor,
         cpus_per_actor=args.cpus_per_actor,
+        decode_tasks=args.decode_tasks,
         png=args.png,
         cmap=args.cmap,
         max_pixels=args.max_pixels,

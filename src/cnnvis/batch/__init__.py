@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .index import read_index
 from .inputs import Inputs, Item, discover
+from .ray_actors import release_actors
 from .run import BatchSummary, run
 
-__all__ = ["BatchSummary", "Inputs", "Item", "discover", "read_index", "run"]
+__all__ = ["BatchSummary", "Inputs", "Item", "discover", "read_index", "release_actors", "run"]

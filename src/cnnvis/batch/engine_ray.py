@@ -1,18 +1,21 @@
 """The Ray engine: Ray Data reads and decodes in tasks, model-holding actors explain, the driver
 writes. The same job as the local engine, scaled out over a cluster.
 
-    files --map_batches(decode, tasks)--> uint8 pixels --map_batches(Explainer, actors)--> maps
-          --iter_batches--> the driver's writer thread (OUT is on the driver's disk)
+    file paths --map_batches(decode, CPU tasks; GPU actors only)--> uint8 pixels
+               --map_batches(forward, tasks)--> ModelActor k: explain --> maps
+               --iter_batches--> the driver's writer thread (OUT is on the driver's disk)
 
-Each actor holds one copy of the model (shipped once through the object store, so file and
-random-init weights are the same everywhere) and, with `gpus_per_actor`, one GPU. `address` or
-RAY_ADDRESS points at a running cluster (`ray start --head`); without either a local Ray is
-started and stopped again. The input files must be readable at the same paths on every node.
+Each `ModelActor` (ray_actors.py) holds one copy of the model (shipped once through the object
+store, so file and random-init weights are the same everywhere) and, with `gpus_per_actor`, one
+GPU; CPU actors read and decode their own batches. The actors outlive the job, so the next job
+on the same model in the same Ray session starts at once (`keep_actors=False` or
+`cnnvis.batch.release_actors()` stops them). `address` or RAY_ADDRESS points at a running
+cluster (`ray start --head`); without either a local Ray is started and stopped again (and with
+it the actors). The input files must be readable at the same paths on every node.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -21,19 +24,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import CnnvisError
 from ..model import LoadedModel, Preprocess
-from .compute import explain_columns
 from .dataset import OK, SKIPPED, decode
 from .inputs import Item
 from .job import Job
+from .ray_actors import PoolKey, acquire, forget, forwarder, session
 from .rows import Reuse, failed_images, image_fields
 from .run_state import Progress
 from .writer import Batch, Writer
 
 log = logging.getLogger(__name__)
+
+# Batches in one Ray block. A forwarding task sends all of them to its actor at once, so the
+# actor goes from batch to batch without waiting for Ray Data to schedule the next task.
+BATCHES_PER_BLOCK = 4
 
 _MISSING = {
     "sha256": "",
@@ -55,6 +61,8 @@ class RayOptions:
     cpus_per_actor: float | None = None  # default: 1 with a GPU, else the cluster's CPUs less one
     threads_per_actor: int | None = None  # torch threads; default: cpus_per_actor
     device: str | None = None  # where actors put the model; default cuda with a GPU, else cpu
+    keep_actors: bool = True  # keep the model actors for the next job in this Ray session
+    decode_tasks: bool | None = None  # decode in CPU tasks, not the actors; default: GPU actors
 
 
 def _ray():
@@ -111,49 +119,6 @@ def decode_batch(
     }
 
 
-class Explainer:
-    """Ray Data actor: one model, explaining the decodable rows of each batch it is given."""
-
-    def __init__(
-        self,
-        model: Any,
-        job: Job,
-        device: str,
-        threads: int,
-        decoding: dict[str, Any] | None = None,
-    ):
-        import ray
-
-        if isinstance(model, ray.ObjectRef):
-            model = ray.get(model)
-        torch.set_num_threads(max(1, threads))
-        self.model: LoadedModel = model.to(device)
-        self.job = job
-        self.decoding = decoding  # decode the files here (CPU actors), else they come decoded
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.decoding is not None:
-            batch = decode_batch(batch, **self.decoding)
-        ok = np.array([s == OK for s in batch["status"]], dtype=bool)
-        out = {k: v for k, v in batch.items() if k != "pixels" or self.job.png}
-        if ok.any():
-            pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok]))
-            columns = explain_columns(self.model, pixels, batch["label_index"][ok], self.job)
-            out.update({name: _expand(column, ok) for name, column in columns.items()})
-        return out
-
-
-def _expand(column: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """A column of the ok rows as a column of all rows (others: 0 or ''; None as '')."""
-    if column.dtype == object:
-        full = np.full(len(ok), "", dtype=object)
-        full[ok] = ["" if v is None else v for v in column]
-        return full
-    full = np.zeros((len(ok), *column.shape[1:]), dtype=column.dtype)
-    full[ok] = column
-    return full
-
-
 def _resources(ray: Any, options: RayOptions, model: LoadedModel) -> tuple[float, float, int, str]:
     """(gpus, cpus, torch threads, device) for each actor, defaults filled in."""
     cuda = model.device.type == "cuda" or str(options.device or "").startswith("cuda")
@@ -190,54 +155,79 @@ def run_ray(
             if hasattr(context, flag):
                 setattr(context, flag, False)
         gpus, cpus, threads, device = _resources(ray, options, model)
-        shipped = model if model.device.type == "cpu" else copy.deepcopy(model).to("cpu")
-        rows = [
-            {"index": i, "path": item.path, "label_index": -1 if li is None else li}
-            for i, (item, li) in enumerate(zip(items, label_index, strict=True))
-        ]
-        if not rows:
+        if not items:
             return
-        blocks = max(1, math.ceil(len(rows) / batch_size))
-        try:
-            ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        except TypeError:  # Ray < 2.10
-            ds = ray.data.from_items(rows, parallelism=blocks)
+        per_block = _batches_per_block(len(items), batch_size, options.actors)
+        ds = ray.data.from_arrow(_blocks(items, label_index, batch_size * per_block))
         decoding = {
             "preprocess": model.preprocess,
             "done": reuse.done,
             "max_pixels": job.max_pixels,
         }
-        if gpus:  # decoding in CPU tasks keeps the GPU actors busy with the model only
+        # Decoding in CPU tasks keeps GPU actors busy with the model only. CPU actors decode
+        # their own batches (~1 ms a file): a decoding task would compete with their torch
+        # threads for the same cores.
+        in_tasks = bool(gpus) if options.decode_tasks is None else options.decode_tasks
+        if in_tasks:
             ds = ds.map_batches(
                 decode_batch,
                 fn_kwargs=decoding,
-                batch_size=batch_size,
+                batch_size=None,  # whole blocks: the forwarder cuts them into the job's batches
                 batch_format="numpy",
                 num_cpus=1,
             )
+        key = PoolKey(
+            session(ray), job.fingerprint, model.name, options.actors, gpus, cpus, threads, device
+        )
+        actors = acquire(ray, key, model, keep=options.keep_actors and not started)
         ds = ds.map_batches(
-            Explainer,
-            fn_constructor_kwargs={
-                "model": ray.put(shipped),  # once into the object store, kept alive here
-                "job": job,
-                "device": device,
-                "threads": threads,
-                # CPU actors decode their own batches (~1 ms a file): a separate decoding
-                # task would only compete with the actor's torch threads for the same cores
-                "decoding": None if gpus else decoding,
-            },
-            batch_size=batch_size,
+            forwarder(actors, batch_size, per_block, job, None if in_tasks else decoding),
+            batch_size=None,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=max(1, options.actors)),
-            num_gpus=gpus,
-            num_cpus=cpus,
+            # one task per actor at a time: Ray stops idle task workers beyond its CPU count,
+            # so a second one per actor would mostly be a new process for every job
+            compute=ray.data.TaskPoolStrategy(size=len(actors)),
+            num_cpus=0,  # it waits on an actor, which holds the CPUs (and GPU) of its work
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             _write(batch, items, label_index, job, reuse, writer, progress)
     finally:
         ray_log.setLevel(level)
         if started:
+            forget(ray)
             ray.shutdown()
+
+
+def _batches_per_block(count: int, batch_size: int, actors: int) -> int:
+    """Up to BATCHES_PER_BLOCK batches a block, fewer when that leaves an actor without one."""
+    batches = math.ceil(count / batch_size)
+    return max(1, min(BATCHES_PER_BLOCK, batches // max(1, actors)))
+
+
+def _blocks(items: Sequence[Item], label_index: Sequence[int | None], rows: int) -> list[Any]:
+    """The job as Arrow tables of `rows` rows (index, path, label_index): one Ray block each, so
+    the blocks and batches start where the local engine's batches start."""
+    import pyarrow as pa
+
+    tables = []
+    for start in range(0, len(items), rows):
+        stop = min(start + rows, len(items))
+        tables.append(
+            pa.table(
+                {
+                    "index": pa.array(range(start, stop), pa.int64()),
+                    "path": [items[i].path for i in range(start, stop)],
+                    "label_index": pa.array(
+                        [
+                            -1 if label_index[i] is None else label_index[i]
+                            for i in range(start, stop)
+                        ],
+                        pa.int64(),
+                    ),
+                }
+            )
+        )
+    return tables
 
 
 def _none(value: Any) -> Any:

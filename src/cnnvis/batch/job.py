@@ -45,6 +45,7 @@ class Job:
     cmap: str = "jet"
     max_pixels: int | None = None  # larger images are refused before decoding
     settings: dict[MapKey, str] = field(default_factory=dict)  # key -> settings hash
+    fingerprint: str = ""  # the model's weights (model_fingerprint)
 
     @property
     def methods(self) -> list[str]:
@@ -66,14 +67,19 @@ def model_fingerprint(model: LoadedModel) -> str:
 
 
 def settings_hashes(
-    model: LoadedModel, keys: list[MapKey], params: dict[str, dict[str, Any]], target: str, output
+    model: LoadedModel,
+    keys: list[MapKey],
+    params: dict[str, dict[str, Any]],
+    target: str,
+    output,
+    fingerprint: str | None = None,
 ) -> dict[MapKey, str]:
-    """The settings hash (16 hex digits) of each map key."""
+    """The settings hash (16 hex digits) of each map key (`fingerprint`: when known already)."""
     p = model.preprocess
     common = {
         "format": FORMAT,
         "model": model.name,
-        "fingerprint": model_fingerprint(model),
+        "fingerprint": fingerprint or model_fingerprint(model),
         "preprocess": [p.resize_size, p.crop_size, list(p.mean), list(p.std), str(p.interpolation)],
         "target": str(target),
         "output": output,

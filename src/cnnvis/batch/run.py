@@ -24,7 +24,7 @@ from ..errors import CnnvisError, LayerError, TargetError
 from ..model import LoadedModel, as_loaded
 from .index import Index, atomic_write
 from .inputs import discover
-from .job import Job, MapKey, settings_hashes
+from .job import Job, MapKey, model_fingerprint, settings_hashes
 from .labels import label_indices, require_label_targets
 from .lock import held
 from .rows import Reuse
@@ -85,6 +85,8 @@ def run(
     gpus_per_actor: float | None = None,
     cpus_per_actor: float | None = None,
     threads_per_actor: int | None = None,
+    keep_actors: bool = True,
+    decode_tasks: bool | None = None,
     png: bool = False,
     cmap: str = "jet",
     max_pixels: int | None = None,
@@ -97,7 +99,10 @@ def run(
     row per image and map; images already done with the same content hash and settings are
     skipped, bad files are recorded as errors. `target`: "top1", "label" (the class folders or
     the CSV's label column), a class index or a class name. `engine="ray"` runs the model in
-    `actors` Ray actors (RAY_ADDRESS or `ray_address` for a cluster, else a local Ray).
+    `actors` Ray actors (RAY_ADDRESS or `ray_address` for a cluster, else a local Ray); they
+    stay up for the next job on the same model in the same Ray session unless `keep_actors` is
+    False (`release_actors()` stops them); `decode_tasks` reads and decodes the files in
+    separate CPU tasks (default: only for GPU actors).
     """
     start = time.perf_counter()
     if engine not in ENGINES:
@@ -120,7 +125,8 @@ def run(
         label_index = [None if lab is None else mapping[lab] for lab in labels]
     params = {k: dict(v) for k, v in (params or {}).items()}
     job = Job(keys, params, target_text, output, png, cmap, max_pixels=max_pixels)
-    job.settings = settings_hashes(lm, keys, params, target_text, output)
+    job.fingerprint = model_fingerprint(lm)
+    job.settings = settings_hashes(lm, keys, params, target_text, output, job.fingerprint)
     out_dir = Path(out)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     with held(out_dir):
@@ -148,7 +154,14 @@ def run(
                 from .engine_ray import RayOptions, run_ray
 
                 options = RayOptions(
-                    ray_address, actors, gpus_per_actor, cpus_per_actor, threads_per_actor, device
+                    ray_address,
+                    actors,
+                    gpus_per_actor,
+                    cpus_per_actor,
+                    threads_per_actor,
+                    device,
+                    keep_actors,
+                    decode_tasks,
                 )
                 run_ray(lm, found.items, label_index, job, reuse, writer, bar, batch_size, options)
         finally:
