@@ -9,7 +9,8 @@ same model (weights fingerprint) and resources reuses them. A Ray Data map task 
 CPU of its own) hands each batch to one of them and returns its columns.
 
 Only one pool is kept: a job with another model or other resources stops the old actors first,
-so they do not hold the cluster's CPUs or GPUs. `release_actors()` stops them at once; they
+so they do not hold the cluster's CPUs or GPUs, and so does a job with `keep_actors=False`
+(which starts actors of its own that end with it). `release_actors()` stops them at once; they
 also end with the driver (they are not detached) and with `ray.shutdown()`.
 """
 
@@ -132,11 +133,13 @@ def session(ray: Any) -> tuple[str, str]:
 def acquire(ray: Any, key: PoolKey, model: Any, keep: bool) -> list[Any]:
     """The actors for `key`: the kept pool when it matches and is alive, else new ones.
 
-    New actors are kept for the next job when `keep`; any other kept pool is stopped first.
+    Any other kept pool is stopped first (its CPUs and GPUs are needed). New actors are kept for
+    the next job when `keep`; with `keep=False` the job starts its own actors, which end with it
+    (Ray stops an actor when the last handle to it goes).
     """
     global _kept
     with _lock:
-        if _kept is not None and _kept[0] == key and _alive(ray, _kept[1]):
+        if keep and _kept is not None and _kept[0] == key and _alive(ray, _kept[1]):
             return _kept[1]
         _stop(ray, key.session)
         # no restarts: a lost actor fails the job (a rerun resumes it) and the next job
