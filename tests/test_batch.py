@@ -248,6 +248,43 @@ def test_target_label_from_class_folders(model, tmp_path):
         run(model, flat, tmp_path / "out3", methods=["grad-cam"], target="label")
 
 
+def test_imagenet_wordnet_id_folders_are_classes(tmp_path):
+    """ImageNet's own trees name class folders by WordNet ID: n02123045 is class 281 (tabby)."""
+    from cnnvis.batch.labels import imagenet_wnids, label_index
+    from cnnvis.model import imagenet_categories
+
+    wnids = imagenet_wnids()
+    categories = imagenet_categories()
+    assert len(wnids) == 1000 and sorted(wnids) == list(wnids)  # class order = sorted IDs
+    # timm's synset order and torchvision's class names agree on every class
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    for index, name in enumerate(categories):
+        assert name.lower().split()[0] in info.index_to_description(index).lower(), index
+    assert label_index("n02123045", categories, 1000) == 281
+    assert label_index("n02123045", None, 1000) == 281  # no names needed
+    assert label_index("n02123045", CLASSES, 5) is None  # not an ImageNet-1k model
+    assert label_index("n99999999", categories, 1000) is None
+
+    tiny = LoadedModel(
+        TinyCNN(classes=1000).eval(),
+        name="tiny-imagenet",
+        preprocess=Preprocess(resize_size=SIZE, crop_size=SIZE),
+        categories=categories,
+    )
+    root = tmp_path / "val"
+    picture(root / "n01440764" / "ILSVRC2012_val_00000293.JPEG", 1)
+    picture(root / "n02123045" / "ILSVRC2012_val_00000023.JPEG", 2)
+    summary = run(tiny, root, tmp_path / "out", methods=["grad-cam"], target="label")
+    assert summary.done == 2
+    got = {r["label"]: (r["label_index"], r["target_name"]) for r in table(tmp_path / "out")}
+    assert got == {"n01440764": (0, "tench"), "n02123045": (281, "tabby")}
+    picture(root / "n99999999" / "x.JPEG", 3)
+    with pytest.raises(TargetError, match="WordNet ID"):
+        run(tiny, root, tmp_path / "out2", methods=["grad-cam"], target="label")
+
+
 def test_csv_list_with_labels_and_a_glob_run_end_to_end(model, tmp_path):
     picture(tmp_path / "img" / "a.png", 1)
     picture(tmp_path / "img" / "b.jpg", 2)

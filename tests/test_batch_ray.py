@@ -16,6 +16,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '
 pytest.importorskip("ray.data", reason="the Ray engine needs Ray Data: pip install 'ray[data]'")
 
 from cnnvis import batch  # noqa: E402
+from cnnvis.errors import CnnvisError  # noqa: E402
 from cnnvis.model import LoadedModel, Preprocess  # noqa: E402
 
 TIMING = ("seconds", "decode_seconds", "run")
@@ -175,3 +176,11 @@ def test_blocks_start_where_the_local_batches_start():
     assert [t.num_rows for t in tables] == [8, 3]
     assert tables[1].column("index").to_pylist() == [8, 9, 10]
     assert tables[0].column("label_index").to_pylist() == [-1] * 5 + [3] * 3
+
+
+def test_decoding_tasks_without_a_free_cpu_are_refused(local_ray, model, tmp_path):
+    images = pictures(tmp_path / "in", 2)
+    with pytest.raises(CnnvisError, match="needs a CPU that the actors do not hold"):
+        batch.run(
+            images, tmp_path / "out", model, engine="ray", cpus_per_actor=2, decode_tasks=True
+        )

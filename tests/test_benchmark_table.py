@@ -86,3 +86,19 @@ def test_cpu_time_row_takes_ratios_of_cpu_medians_and_the_faster_of_several():
     assert (row.seconds, row.value, row.passed, row.gate) == (3.0, 1.5, True, False)
     row = cpu_time_row("w", timings, "cnnvis/torchcam", "<=", 0.4)
     assert row.value == 0.5 and row.passed is False
+
+
+def test_rows_of_a_workload_run_in_a_fresh_process_come_back_unchanged():
+    from benchmarks.common import Row, Target
+    from benchmarks.run import _row
+    from benchmarks.workloads import discover
+
+    rows = [
+        Row("w", "cnnvis", 1.25, 0.8, Target("throughput ray/bare", ">=", 0.6), note="n"),
+        Row("w", "cold", 2.0, 0.5, Target("a/b", "<=", 1.05), gate=False),
+        Row("w", "bare", 0.5),
+    ]
+    for row in rows:
+        back = _row(json.loads(json.dumps(row.as_dict())))
+        assert back == row and back.passed == row.passed
+    assert discover()["batch-resnet50"].fresh_process

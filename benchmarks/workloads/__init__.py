@@ -27,18 +27,22 @@ class Workload:
     summary: str
     run: Callable[[Context], list[Row]]
     quick: bool = True  # part of --quick
+    fresh_process: bool = False  # in a full run, run it in a new process of its own
 
 
 WORKLOADS: dict[str, Workload] = {}
 
 
 def register(
-    name: str, summary: str, *, quick: bool = True
+    name: str, summary: str, *, quick: bool = True, fresh_process: bool = False
 ) -> Callable[[Callable[[Context], list[Row]]], Callable[[Context], list[Row]]]:
+    """`fresh_process`: the workload compares work in other processes (Ray actors) with work in
+    this one, so it must not run in a process aged by the workloads before it."""
+
     def decorate(run: Callable[[Context], list[Row]]) -> Callable[[Context], list[Row]]:
         if name in WORKLOADS:
             raise ValueError(f"workload {name!r} is already registered")
-        WORKLOADS[name] = Workload(name, summary, run, quick)
+        WORKLOADS[name] = Workload(name, summary, run, quick, fresh_process)
         return run
 
     return decorate

@@ -11,6 +11,7 @@ the warm-up job starts the model actor; each timed Ray job builds its Ray Data p
 reuses that actor, as every job after the first in a Ray session does (`keep_actors`). The
 informational row "new actors" (`keep_actors=False`) is a job that starts its own actor process
 (imports torch and torchvision, receives the model): what the first job of a session pays.
+In a full run this workload runs in a process of its own (`fresh_process`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _start_ray(ctx: Context) -> tuple[bool, str | None]:
     "batch-resnet50",
     "cnnvis batch over 256 JPEGs (local, Ray) vs the bare explain loop",
     quick=False,
+    fresh_process=True,  # Ray's actors are new processes: the bare loop must run in one too
 )
 def batch_resnet50(ctx: Context) -> list[Row]:
     workload = "batch-resnet50"

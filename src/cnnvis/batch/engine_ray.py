@@ -169,6 +169,7 @@ def run_ray(
         # threads for the same cores.
         in_tasks = bool(gpus) if options.decode_tasks is None else options.decode_tasks
         if in_tasks:
+            _require_a_free_cpu(ray, options.actors, cpus)
             ds = ds.map_batches(
                 decode_batch,
                 fn_kwargs=decoding,
@@ -196,6 +197,17 @@ def run_ray(
         if started:
             forget(ray)
             ray.shutdown()
+
+
+def _require_a_free_cpu(ray: Any, actors: int, cpus: float) -> None:
+    """Decoding tasks need one CPU the actors do not hold, or they would wait forever."""
+    total = ray.cluster_resources().get("CPU", 0)
+    if total - actors * cpus < 1:
+        raise CnnvisError(
+            f"decoding in tasks needs a CPU that the actors do not hold: {actors} actor(s) x "
+            f"{cpus:g} CPUs of the cluster's {total:g}; lower --cpus-per-actor or --actors, "
+            "or leave decoding to the actors (--no-decode-tasks)"
+        )
 
 
 def _batches_per_block(count: int, batch_size: int, actors: int) -> int:

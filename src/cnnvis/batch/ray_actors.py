@@ -126,8 +126,12 @@ def forwarder(actors: list[Any], batch_size: int, per_block: int, job: Any, deco
 
 
 def session(ray: Any) -> tuple[str, str]:
-    context = ray.get_runtime_context()
-    return context.get_node_id(), context.get_job_id()
+    """(node id, job id) of the driver; the same for every job of one Ray session."""
+    try:
+        context = ray.get_runtime_context()
+        return context.get_node_id(), context.get_job_id()
+    except Exception:  # e.g. a Ray Client connection: `acquire` checks the actors are alive
+        return "unknown", "unknown"
 
 
 def acquire(ray: Any, key: PoolKey, model: Any, keep: bool) -> list[Any]:
