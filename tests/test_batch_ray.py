@@ -3,6 +3,7 @@ maps as the local engine on the same input, and resume on Ray."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,94 @@ def test_decoding_tasks_without_a_free_cpu_are_refused(local_ray, model, tmp_pat
         batch.run(
             images, tmp_path / "out", model, engine="ray", cpus_per_actor=2, decode_tasks=True
         )
+
+
+@pytest.fixture
+def cluster():
+    """A Ray cluster of its own, started the way a cluster's head node is (`ray start --head`),
+    in its own temp dir so that no other Ray of the test session finds it; stopped after."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray's socket paths have a limit
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": temp,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # the cluster's shared secret, given to its nodes and drivers (Ray token authentication)
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+    }
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        for line in head.stdout:
+            if "Ray runtime started" in line or time.monotonic() > deadline:
+                break
+        assert head.poll() is None, "ray start --head failed"
+        yield f"127.0.0.1:{port}", env
+    finally:
+        head.terminate()  # --block: stopping it stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_cli_on_a_running_cluster_by_address(cluster, tmp_path):
+    """RAY_ADDRESS, then --ray-address: the CLI joins the cluster as a driver (it does not start
+    a Ray of its own), gives the local engine's rows and maps, and resumes there."""
+    import subprocess
+    import sys
+
+    address, env = cluster
+    images = pictures(tmp_path / "in", 4)
+    r18 = ["--model", "torchvision:resnet18", "--weights", "none", "--seed", "0", "--json"]
+
+    def cli(*args, **extra):
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnvis", "batch", str(images), *r18, *args],
+            env={**env, "OMP_NUM_THREADS": "1", **extra},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    cli("--out", str(tmp_path / "local"))
+    remote = cli("--out", str(tmp_path / "ray"), "--engine", "ray", RAY_ADDRESS=address)
+    assert (remote["done"], remote["failed"]) == (4, 0)
+    same_maps(tmp_path / "local", tmp_path / "ray")
+    run_json = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert run_json["summary"]["engine"] == "ray"
+
+    rng = np.random.default_rng(7)  # a picture of its own (an equal one would be an alias)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(images / "new.png")
+    again = cli("--out", str(tmp_path / "ray"), "--engine", "ray", "--ray-address", address)
+    assert (again["done"], again["skipped"], again["failed"]) == (1, 4, 0)
