@@ -235,6 +235,33 @@ def web_hints(message: str) -> str:
     return message
 
 
+# What is left of a refused body is read and dropped, up to this much, before the 413 goes out
+DRAIN_BYTES = 64 * 2**20
+DRAIN_SECONDS = 5.0
+
+
+async def _drain(request: Request) -> None:
+    """Read and drop the rest of a refused request body (up to DRAIN_BYTES / DRAIN_SECONDS).
+
+    Closing a connection with unread data makes the kernel reset it, and the reset can reach
+    the client before it has read the 413 (seen: httpx got the headers and then "peer closed
+    connection without sending complete message body"). Bigger or slower bodies are cut off.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_SECONDS
+    drained = 0
+    while drained < DRAIN_BYTES:
+        try:
+            message = await asyncio.wait_for(request.receive(), deadline - loop.time())
+        except TimeoutError:
+            return
+        if message.get("type") != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CnnvisError)
     async def library_error(request: Request, error: CnnvisError) -> JSONResponse:
@@ -242,8 +269,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestTooLarge)
     async def too_large(request: Request, error: RequestTooLarge) -> JSONResponse:
+        if error.unread:
+            await _drain(request)
         response = error_response(413, str(error), "TooLarge")
-        response.headers["Connection"] = "close"  # the rest of the body is not read
+        response.headers["Connection"] = "close"
         return response
 
     @app.exception_handler(FormError)

@@ -28,8 +28,9 @@ F = TypeVar("F", bound=BaseModel)
 class RequestTooLarge(Exception):
     """The request body is over the server's upload limit (answered with 413)."""
 
-    def __init__(self, size: int | None, limit: int) -> None:
+    def __init__(self, size: int | None, limit: int, unread: bool = True) -> None:
         self.size, self.limit = size, limit
+        self.unread = unread  # the rest of the body is still on the wire
         got = f" ({size / 1e6:.1f} MB)" if size is not None else ""
         super().__init__(
             f"the upload{got} is over this server's limit of {limit / 1e6:g} MB; downscale or "
@@ -167,7 +168,7 @@ async def read_form(request: Request, form: type[F], max_upload: int) -> tuple[F
             content = await value.read()
             await value.close()
             if len(content) > max_upload:
-                raise RequestTooLarge(len(content), max_upload)
+                raise RequestTooLarge(len(content), max_upload, unread=False)
             upload = Upload(filename=value.filename or "upload", data=content)
             continue
         if key in fields:
