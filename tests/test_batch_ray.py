@@ -137,6 +137,12 @@ def test_model_actors_outlive_a_job_and_serve_the_next(local_ray, model, tmp_pat
         ray.get(old[0].pid.remote(), timeout=60)
     assert rows(tmp_path / "c") != rows(tmp_path / "a")  # other weights, other maps
 
+    ray.kill(ray_actors._kept[1][0])  # a kept actor lost (its node went away, say)
+    batch.run(images, tmp_path / "e", other, **common)
+    third = kept_pids()
+    assert len(third) == 1 and third != second  # found dead, replaced
+    assert rows(tmp_path / "e") == rows(tmp_path / "c")
+
     assert batch.release_actors() == 1
     assert batch.release_actors() == 0 and kept_pids() == []
     batch.run(images, tmp_path / "d", model, keep_actors=False, **common)

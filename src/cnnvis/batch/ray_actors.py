@@ -5,8 +5,8 @@ end, so each job would pay a new process importing torch and torchvision (2-3 s 
 machine) and receive the model again; Ray has no persistent actor pool for Ray Data yet
 (ray-project/ray#46479). cnnvis keeps its own: `ModelActor`s, each holding one copy of the model
 (and one GPU with `gpus`), live as long as the driver's Ray session, and the next job with the
-same model (weights fingerprint) and resources reuses them. A Ray Data map task (`forward`, no
-CPU of its own) hands each batch to one of them and returns its columns.
+same model (weights fingerprint) and resources reuses them. A Ray Data map task (`forwarder`,
+no CPU of its own) hands each block of batches to one of them and returns their columns.
 
 Only one pool is kept: a job with another model or other resources stops the old actors first,
 so they do not hold the cluster's CPUs or GPUs, and so does a job with `keep_actors=False`
