@@ -137,6 +137,20 @@ def test_model_actors_outlive_a_job_and_serve_the_next(local_ray, model, tmp_pat
         ray.get(old[0].pid.remote(), timeout=60)
     assert rows(tmp_path / "c") != rows(tmp_path / "a")  # other weights, other maps
 
+    # the same weights with another normalization (applied in the actor): not the kept actor
+    renormalized = LoadedModel(
+        other.module,
+        other.name,
+        preprocess=Preprocess(resize_size=64, crop_size=64, mean=(0.5, 0.5, 0.5)),
+    )
+    batch.run(images, tmp_path / "n", renormalized, **common)
+    assert kept_pids() != second
+    batch.run(images, tmp_path / "n-local", renormalized, **{**common, "engine": "local"})
+    same_maps(tmp_path / "n", tmp_path / "n-local")
+    batch.run(images, tmp_path / "c2", other, **common)
+    second = kept_pids()
+    same_maps(tmp_path / "c", tmp_path / "c2")
+
     ray.kill(ray_actors._kept[1][0])  # a kept actor lost (its node went away, say)
     batch.run(images, tmp_path / "e", other, **common)
     third = kept_pids()

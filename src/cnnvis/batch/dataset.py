@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -22,6 +23,16 @@ from .inputs import Item
 from .lock import release_in_worker
 
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
+
+# What a missing field of a decoded record is in fixed-type columns (decode_batch)
+MISSING = {
+    "sha256": "",
+    "error_type": "",
+    "error": "",
+    "size_bytes": -1,
+    "width": -1,
+    "height": -1,
+}
 
 
 @dataclass
@@ -118,3 +129,35 @@ def loader(dataset: ImageFiles, chunk: int, workers: int) -> Any:
         persistent_workers=False,
         worker_init_fn=release_in_worker,
     )
+
+
+def decode_batch(
+    batch: dict[str, np.ndarray],
+    preprocess: Preprocess,
+    done: frozenset[str],
+    max_pixels: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Read, hash and decode a batch of files into fixed-type NumPy columns (a Ray Data block:
+    a missing value is MISSING's, not None; the Ray engine's decoding tasks and CPU actors)."""
+    size = preprocess.crop_size
+    n = len(batch["index"])
+    pixels = np.zeros((n, 3, size, size), dtype=np.uint8)
+    out: dict[str, list[Any]] = {name: [] for name in ("status", "decode_seconds", *MISSING)}
+    for i, (index, path) in enumerate(zip(batch["index"], batch["path"], strict=True)):
+        record = decode(int(index), str(path), preprocess, done, max_pixels)
+        out["status"].append(record.status)
+        out["decode_seconds"].append(record.decode_seconds)
+        for name, missing in MISSING.items():
+            value = getattr(record, name)
+            out[name].append(missing if value is None else value)
+        if record.pixels is not None:
+            pixels[i] = record.pixels.numpy()
+    columns = {name: np.array(values) for name, values in out.items()}
+    for name in ("sha256", "error_type", "error", "status"):
+        columns[name] = np.array(out[name], dtype=object)
+    return {
+        "index": batch["index"],
+        "label_index": batch["label_index"],
+        "pixels": pixels,
+        **columns,
+    }

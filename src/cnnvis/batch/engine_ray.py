@@ -2,7 +2,7 @@
 writes. The same job as the local engine, scaled out over a cluster.
 
     file paths --map_batches(decode, CPU tasks; GPU actors only)--> uint8 pixels
-               --map_batches(forward, tasks)--> ModelActor k: explain --> maps
+               --map_batches(forwarder, tasks)--> ModelActor k: explain --> maps
                --iter_batches--> the driver's writer thread (OUT is on the driver's disk)
 
 Each `ModelActor` (ray_actors.py) holds one copy of the model (shipped once through the object
@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import CnnvisError
-from ..model import LoadedModel, Preprocess
-from .dataset import OK, SKIPPED, decode
+from ..model import LoadedModel
+from .dataset import MISSING, OK, SKIPPED, decode_batch
 from .inputs import Item
 from .job import Job
-from .ray_actors import PoolKey, acquire, forget, forwarder, session
+from .ray_actors import PoolKey, acquire, forget, forwarder, model_identity, session
 from .rows import Reuse, failed_images, image_fields
 from .run_state import Progress
 from .writer import Batch, Writer
@@ -40,15 +40,6 @@ log = logging.getLogger(__name__)
 # Batches in one Ray block. A forwarding task sends all of them to its actor at once, so the
 # actor goes from batch to batch without waiting for Ray Data to schedule the next task.
 BATCHES_PER_BLOCK = 4
-
-_MISSING = {
-    "sha256": "",
-    "error_type": "",
-    "error": "",
-    "size_bytes": -1,
-    "width": -1,
-    "height": -1,
-}
 
 
 @dataclass
@@ -86,37 +77,6 @@ def _connect(ray: Any, address: str | None) -> bool:
     else:
         ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     return True
-
-
-def decode_batch(
-    batch: dict[str, np.ndarray],
-    preprocess: Preprocess,
-    done: frozenset[str],
-    max_pixels: int | None = None,
-) -> dict[str, np.ndarray]:
-    """Ray Data task: read, hash and decode a batch of files into fixed-type columns."""
-    size = preprocess.crop_size
-    n = len(batch["index"])
-    pixels = np.zeros((n, 3, size, size), dtype=np.uint8)
-    out: dict[str, list[Any]] = {name: [] for name in ("status", "decode_seconds", *_MISSING)}
-    for i, (index, path) in enumerate(zip(batch["index"], batch["path"], strict=True)):
-        record = decode(int(index), str(path), preprocess, done, max_pixels)
-        out["status"].append(record.status)
-        out["decode_seconds"].append(record.decode_seconds)
-        for name, missing in _MISSING.items():
-            value = getattr(record, name)
-            out[name].append(missing if value is None else value)
-        if record.pixels is not None:
-            pixels[i] = record.pixels.numpy()
-    columns = {name: np.array(values) for name, values in out.items()}
-    for name in ("sha256", "error_type", "error", "status"):
-        columns[name] = np.array(out[name], dtype=object)
-    return {
-        "index": batch["index"],
-        "label_index": batch["label_index"],
-        "pixels": pixels,
-        **columns,
-    }
 
 
 def _resources(ray: Any, options: RayOptions, model: LoadedModel) -> tuple[float, float, int, str]:
@@ -178,7 +138,13 @@ def run_ray(
                 num_cpus=1,
             )
         key = PoolKey(
-            session(ray), job.fingerprint, model.name, options.actors, gpus, cpus, threads, device
+            session(ray),
+            model_identity(model, job.fingerprint),
+            options.actors,
+            gpus,
+            cpus,
+            threads,
+            device,
         )
         actors = acquire(ray, key, model, keep=options.keep_actors and not started)
         ds = ds.map_batches(
@@ -262,7 +228,7 @@ def _write(
     ok_rows, errors, aliases = [], [], []
     for i, index in enumerate(batch["index"]):
         index = int(index)
-        decoded = {name: _none(batch[name][i]) for name in _MISSING}
+        decoded = {name: _none(batch[name][i]) for name in MISSING}
         decoded["status"] = str(batch["status"][i])
         decoded["decode_seconds"] = float(batch["decode_seconds"][i])
         fields = image_fields(items[index], label_index[index], **decoded)
@@ -279,7 +245,7 @@ def _write(
     if not ok_rows:
         return
     take = np.array([i for i, _ in ok_rows])
-    decode_names = {"index", "label_index", "pixels", "status", "decode_seconds", *_MISSING}
+    decode_names = {"index", "label_index", "pixels", "status", "decode_seconds", *MISSING}
     columns = {}
     for name, column in batch.items():
         if name in decode_names:

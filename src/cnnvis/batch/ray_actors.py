@@ -5,7 +5,7 @@ end, so each job would pay a new process importing torch and torchvision (2-3 s 
 machine) and receive the model again; Ray has no persistent actor pool for Ray Data yet
 (ray-project/ray#46479). cnnvis keeps its own: `ModelActor`s, each holding one copy of the model
 (and one GPU with `gpus`), live as long as the driver's Ray session, and the next job with the
-same model (weights fingerprint) and resources reuses them. A Ray Data map task (`forwarder`,
+same model (weights, preprocessing, class names: `model_identity`) and resources reuses them. A Ray Data map task (`forwarder`,
 no CPU of its own) hands each block of batches to one of them and returns their columns.
 
 Only one pool is kept: a job with another model or other resources stops the old actors first,
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import itertools
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import OK
+from .dataset import OK, decode_batch
 
 _lock = threading.Lock()
 _kept: tuple[PoolKey, list[Any]] | None = None
@@ -37,13 +39,22 @@ class PoolKey:
     """What must match for a kept pool to serve a job."""
 
     session: tuple[str, str]  # (node id, job id) of the driver: a new ray.init is a new one
-    fingerprint: str  # the model's weights (batch.job.model_fingerprint)
-    name: str
+    model: str  # model_identity: everything of the model that the actors use
     actors: int
     gpus: float
     cpus: float
     threads: int
     device: str
+
+
+def model_identity(model: Any, fingerprint: str) -> str:
+    """sha256 of what an actor holds besides the job: the weights (`fingerprint`, from
+    batch.job.model_fingerprint), the name, the preprocessing (its normalization is applied in
+    the actor) and the class names (the predictions' names)."""
+    text = json.dumps(
+        [fingerprint, model.name, repr(model.preprocess), model.categories], default=str
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class ModelActor:
@@ -73,7 +84,6 @@ class ModelActor:
         import torch
 
         from .compute import explain_columns
-        from .engine_ray import decode_batch
 
         if decoding is not None:
             batch = decode_batch(batch, **decoding)
