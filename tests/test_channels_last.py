@@ -1,5 +1,5 @@
 """The recorded forward runs in channels_last memory format on big CPU float32 batches
-(`capture.channels_last_pays`): every method's map equals the contiguous run's up to float32
+(`forwards.channels_last_pays`): every method's map equals the contiguous run's up to float32
 rounding, comes back in the standard layout, and a model that cannot take channels_last
 (`.view` on an activation) falls back to a contiguous forward."""
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cnnvis
-from cnnvis import capture
+from cnnvis import capture, forwards
 from cnnvis.methods import list_methods
 
 from conftest import TinyCNN
@@ -34,7 +34,7 @@ class ViewNet(TinyCNN):
 @pytest.fixture(scope="module")
 def big_batch() -> torch.Tensor:
     x = torch.randn(7, 3, 224, 224, generator=torch.Generator().manual_seed(3))
-    assert x.numel() >= capture.CHANNELS_LAST_MIN_ELEMENTS
+    assert x.numel() >= forwards.CHANNELS_LAST_MIN_ELEMENTS
     return x
 
 
@@ -45,7 +45,7 @@ def test_the_recorded_forward_is_channels_last_on_big_cpu_batches(big_batch):
     assert rec.inputs.is_contiguous()
     small = capture.record(model, big_batch[:1], ["conv2"])
     assert small.activations["conv2"].is_contiguous()  # below the threshold: as it was
-    assert not capture.channels_last_pays(big_batch.double())
+    assert not forwards.channels_last_pays(big_batch.double())
 
 
 @pytest.mark.parametrize("method", [m.name for m in list_methods()])
@@ -54,7 +54,7 @@ def test_every_method_gives_the_contiguous_map(method, big_batch, monkeypatch):
     layer = "relu2" if method == "cam" else "conv2"  # CAM: the layer that feeds the pooling
     kwargs = {"layer": layer, **PARAMS.get(method, {})}
     fast = cnnvis.explain(model, big_batch, method, **kwargs)
-    monkeypatch.setattr(capture, "CHANNELS_LAST_MIN_ELEMENTS", 10**12)
+    monkeypatch.setattr(forwards, "CHANNELS_LAST_MIN_ELEMENTS", 10**12)
     plain = cnnvis.explain(model, big_batch, method, **kwargs)
     assert fast.map.is_contiguous() and fast.map.shape == plain.map.shape
     torch.testing.assert_close(fast.map, plain.map, rtol=1e-4, atol=1e-5 * plain.map.abs().max())

@@ -139,7 +139,7 @@ def test_integrated_gradients_in_channels_last_is_captums(resnet18, pictures, mo
     """On CPU in float32, batches of at least CHANNELS_LAST_MIN_ELEMENTS input elements run in
     channels_last (lowered here): the same map up to rounding (a ReLU whose input is within
     rounding of 0 may flip, so not to 1e-5)."""
-    import cnnvis.methods._batching as batching
+    import cnnvis.forwards as batching
 
     monkeypatch.setattr(batching, "CHANNELS_LAST_MIN_ELEMENTS", 0)
     x = pictures[:1]

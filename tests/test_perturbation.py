@@ -225,8 +225,8 @@ def test_rise_bad_parameters(tiny_cnn, x16, params, match):
 def test_occlusion_in_channels_last_with_folded_batch_norms_is_captums(monkeypatch):
     """On CPU in float32, large enough batches run in channels_last with the BatchNorms folded
     (thresholds lowered here for a small input): the same map up to rounding."""
-    import cnnvis.methods._batching as batching
-    import cnnvis.methods._folding as folding
+    import cnnvis.folding as folding
+    import cnnvis.forwards as batching
 
     monkeypatch.setattr(batching, "CHANNELS_LAST_MIN_ELEMENTS", 0)
     monkeypatch.setattr(folding, "FOLD_MIN_ELEMENTS", 0)

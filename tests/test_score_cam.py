@@ -23,8 +23,8 @@ import torchvision
 from torch import nn
 
 import cnnvis
-import cnnvis.methods._batching as batching_module
-import cnnvis.methods._folding as folding_module
+import cnnvis.folding as folding_module
+import cnnvis.forwards as forwards_module
 from cnnvis.capture import record
 from cnnvis.methods.ablation_cam import ablation_cam
 from cnnvis.methods.score_cam import channel_scores, mask_plan, score_cam
@@ -307,11 +307,11 @@ class ViewNet(TinyCNN):
 
 
 def test_score_cam_falls_back_to_contiguous_inputs(tiny_input, monkeypatch, caplog):
-    monkeypatch.setattr(batching_module, "CHANNELS_LAST_MIN_ELEMENTS", 0)  # tiny inputs too
+    monkeypatch.setattr(forwards_module, "CHANNELS_LAST_MIN_ELEMENTS", 0)  # tiny inputs too
     model, twin = ViewNet().eval(), ViewNet(reshape=True).eval()
     with pytest.raises(RuntimeError, match="view"):
         model(tiny_input.contiguous(memory_format=torch.channels_last))
-    with caplog.at_level("INFO", logger="cnnvis.methods._batching"):
+    with caplog.at_level("INFO", logger="cnnvis.forwards"):
         a = cnnvis.explain(model, tiny_input, "score-cam", layer="relu2").layer_map
     assert "channels_last forward failed" in caplog.text
     b = cnnvis.explain(twin, tiny_input, "score-cam", layer="relu2").layer_map

@@ -12,7 +12,7 @@ from torchvision.models.vision_transformer import VisionTransformer as Torchvisi
 
 import cnnvis
 from cnnvis.capture import record
-from cnnvis.methods.cam import token_grid
+from cnnvis.layers import token_grid
 from cnnvis.postprocess import is_blank
 from test_cam_family import CAMS, _corr, grad_cam_library_raw
 

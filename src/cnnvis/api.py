@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture import Recording, check_finite_logits, no_autocast, record, scripted_methods
-from .errors import CnnvisError, ImageError, LayerError, MethodError
+from .capture import Recording, check_finite_logits, record
+from .errors import CnnvisError, Hint, ImageError, LayerError, MethodError
 from .explanation import Explanation, Prediction, Sweep
-from .layers import default_layer, probe, resolve_layer, sweep_layers
+from .forwards import guarded_forward, no_autocast
+from .layers import probe, requested_layers, sweep_layers
 from .methods import MethodInfo, get_method
 from .model import (
     LoadedModel,
@@ -107,13 +108,11 @@ def classify(
 ) -> list[Prediction] | list[list[Prediction]]:
     """Top-k classes with names and softmax probabilities: a list for one image, a list of
     lists for a batch (a list of images or an (N, C, H, W) tensor)."""
-    from .guard import model_state_guard
-
     lm = as_loaded(model)
     x, _ = prepare_inputs(lm, images)
     module = compute_model(lm.module)
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), x.dtype)
-    with model_state_guard(module), torch.no_grad():
+    with guarded_forward(module, grad=False):
         logits = select_logits(module(x.to(lm.device, dtype)), output)
     check_finite_logits(logits)
     result = top_predictions(logits, _categories(lm, logits.shape[1]), top_k)
@@ -167,13 +166,14 @@ def explain_many(
     names = [methods] if isinstance(methods, str) else list(methods)
     infos = list({info.name: info for info in map(_method, names)}.values())
     if not infos:
-        raise MethodError("no method given; see cnnvis.list_methods()")
+        raise MethodError("no method given", hint=Hint("methods"))
     if is_scripted(unwrap(lm.module)):
         infos = _without_layer_methods(infos, failures)
     notes: list[str] = []
     x, display = prepare_inputs(lm, images, notes)
     x = x.to(lm.device)
-    layer_names = _layers_for(lm, infos, layers, tuple(x.shape))
+    needed = any(i.needs_layer for i in infos)
+    layer_names = requested_layers(lm.module, layers, needed=needed, input_shape=tuple(x.shape))
     half = half_precision(unwrap(lm.module))
     if half:
         notes.append(f"the model has {'/'.join(half)} weights; maps come from a float32 copy")
@@ -227,7 +227,8 @@ def _method(name: Any) -> MethodInfo:
     if not isinstance(name, str):
         raise MethodError(
             f"a method name must be a string such as 'grad-cam', got {type(name).__name__} "
-            f"{name!r}; see cnnvis.list_methods()"
+            f"{name!r}",
+            hint=Hint("methods"),
         )
     return get_method(name)
 
@@ -242,42 +243,14 @@ def _without_layer_methods(
             continue
         error = MethodError(
             f"{info.name} cannot run on a TorchScript model: TorchScript runs outside Python, "
-            "so no layer's activations can be recorded; methods that work: "
-            f"{', '.join(scripted_methods())}; or explain the original (non-scripted) nn.Module"
+            "so no layer's activations can be recorded; explain the original (non-scripted) "
+            "nn.Module",
+            hint=Hint("methods", "torchscript"),
         )
         if failures is None or all(i.needs_layer for i in infos):
             raise error
         failures[info.name] = error
     return [info for info in infos if not info.needs_layer]
-
-
-def _layers_for(
-    lm: LoadedModel,
-    infos: Sequence[MethodInfo],
-    layers: Sequence[str | None] | str | None,
-    input_shape: tuple[int, ...],
-) -> list[str]:
-    listed = layers is None or isinstance(layers, str)
-    if not listed and isinstance(layers, Sequence):
-        listed = all(name is None or isinstance(name, str) for name in layers)
-    if not listed:
-        raise LayerError(
-            f"layers must be a layer name, a list of names or None, got {layers!r}; "
-            "see cnnvis.list_layers(model)"
-        )
-    if not any(i.needs_layer for i in infos):
-        named = [layers] if isinstance(layers, str) else list(layers or [])
-        for name in named:
-            if name and name != "auto":
-                resolve_layer(lm.module, name)  # a wrong name is an error even if unused
-        return []
-    if layers is None or layers == "auto" or (isinstance(layers, list | tuple) and not layers):
-        name = default_layer(lm.module, (1, *input_shape[1:]))
-        log.info("using the default layer %s (the last with spatial output)", name)
-        return [name]
-    if isinstance(layers, str):
-        return [layers]
-    return [name for name in layers if name is not None]
 
 
 def _one(

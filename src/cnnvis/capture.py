@@ -2,8 +2,9 @@
 
 `record(...)` runs the model once under `model_state_guard` (eval mode, restored after), with
 forward hooks on the requested layers and, when a guided or deconvnet map is wanted, the
-`RuleMode` that routes every activation through `RuledActivation`. Hooks live only for that
-forward and are removed in `finally`. What it returns, a `Recording`, holds the graph; every
+`RuleMode` that routes every activation through `RuledActivation`, inside
+`forwards.guarded_forward` (hooks live only for that forward and are removed in `finally`).
+What it returns, a `Recording`, holds the graph; every
 gradient is taken from it with `torch.autograd.grad` (never `.backward()`, so no parameter's
 `.grad` is touched), once per rule and once for all layers together, and cached.
 """
@@ -17,8 +18,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import LayerError, MethodError, ModelError
-from .guard import model_state_guard
+from .errors import Hint, LayerError, MethodError, ModelError
+from .forwards import (
+    channels_last_pays,
+    guarded_forward,
+    layout_error,
+    no_autocast,
+    output_hook,
+)
 from .layers import resolve_layer
 from .model import compute_model, is_scripted
 from .rules import RULES, RuleMode, RuleState
@@ -75,42 +82,6 @@ class Recording:
             normalize=self.normalize,
         )
 
-    def score(
-        self,
-        inputs: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        *,
-        probability: bool = False,
-    ) -> torch.Tensor:
-        """The explained score (M,) on other inputs, from one forward without gradients (under
-        `model_state_guard` and `torch.inference_mode`): the unit's for a unit target, else the
-        logit (or softmax `probability`) of `targets`, one class per row. Perturbation methods
-        call it on chunks of masked inputs."""
-        if self.unit is None and targets is None:
-            raise MethodError("score needs one target class per input row")
-        store: dict[str, torch.Tensor] = {}
-        handles = []
-        with model_state_guard(self.model), torch.inference_mode(), no_autocast(inputs):
-            try:
-                if self.unit is not None:
-                    module = resolve_layer(self.model, self.unit.layer)
-                    calls: dict[str, int] = {}
-                    handles.append(
-                        module.register_forward_hook(_capture_hook("unit", store, calls))
-                    )
-                logits = select_logits(self.model(inputs), self.output_key)
-            finally:
-                for handle in handles:
-                    handle.remove()
-            if self.unit is not None:
-                scores = self.unit.scores(store["unit"])
-            elif probability:
-                probs = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(1)
-                scores = target_scores(probs, targets)
-            else:
-                scores = target_scores(logits, targets)
-        return scores.clone()  # outside inference mode: an ordinary tensor
-
     def prepare(
         self, input_rules: Sequence[str] = (), layers: Sequence[str] = (), *, last: bool = False
     ) -> None:
@@ -162,15 +133,11 @@ class Recording:
             if self.state is None:
                 raise MethodError(f"rule {rule!r} needs record(..., rules=True)")
             if self.state.calls == 0:
-                hint = (
-                    f"; on TorchScript, methods that work: {', '.join(scripted_methods())}"
-                    if is_scripted(self.model)
-                    else ""
-                )
                 raise MethodError(
                     f"the {rule} rule found no ReLU-like activation to act on in this model "
                     "(TorchScript and compiled models run outside Python's view), so it would "
-                    f"equal the plain gradient; use 'gradient' for this model{hint}"
+                    "equal the plain gradient; use 'gradient' for this model",
+                    hint=Hint("methods", "torchscript") if is_scripted(self.model) else None,
                 )
         wrt = ([self.inputs] if with_input else []) + [self.activations[n] for n in layers]
         if self.state is not None:
@@ -193,18 +160,6 @@ class Recording:
             self._layer_grads[name] = g
 
 
-def scripted_methods() -> list[str]:
-    """The registered methods that work on a TorchScript model: no layer (no forward hook can
-    be put inside TorchScript) and no guided or deconvnet rule (no activation call is seen)."""
-    from .methods import list_methods  # the methods import this module
-
-    return [
-        m.name
-        for m in list_methods()
-        if not m.needs_layer and set(m.input_rules) <= {"plain"} and "base method" not in m.needs
-    ] + ["smoothgrad (base gradient, gradient-x-input or integrated-gradients)"]
-
-
 def _check_hookable(model: nn.Module, modules: dict[str, nn.Module]) -> None:
     """A MethodError naming what works when a layer to hook is TorchScript."""
     scripted = [name for name, module in modules.items() if is_scripted(module)]
@@ -213,8 +168,8 @@ def _check_hookable(model: nn.Module, modules: dict[str, nn.Module]) -> None:
         raise MethodError(
             f"cannot record {what} {', '.join(scripted)}: TorchScript runs outside Python, so "
             "layer methods (the CAM family, guided Grad-CAM) and unit targets cannot see its "
-            f"activations; methods that work: {', '.join(scripted_methods())}; or explain the "
-            "original (non-scripted) nn.Module"
+            "activations; explain the original (non-scripted) nn.Module",
+            hint=Hint("methods", "torchscript"),
         )
 
 
@@ -230,31 +185,6 @@ def check_finite_logits(logits: torch.Tensor) -> None:
         )
 
 
-def _first_tensor(output):
-    if isinstance(output, torch.Tensor):
-        return output, lambda t: t
-    if isinstance(output, tuple | list):
-        for i, item in enumerate(output):
-            if isinstance(item, torch.Tensor):
-                return item, lambda t, i=i: type(output)(
-                    [t if j == i else o for j, o in enumerate(output)]
-                )
-    return None, None
-
-
-def first_tensor(output):
-    """(the first tensor of a module's output (a tensor, tuple or list), a function that puts a
-    replacement for it back into an output of the same structure); (None, None) without one."""
-    return _first_tensor(output)
-
-
-def no_autocast(inputs: torch.Tensor) -> torch.autocast:
-    """Autocast off while recording: maps are computed in the model's own (float32) precision
-    even when the caller runs inside `torch.autocast`."""
-    device = inputs.device.type if inputs.device.type in ("cpu", "cuda", "mps", "xpu") else "cpu"
-    return torch.autocast(device, enabled=False)
-
-
 def _as_model_input(inputs: torch.Tensor, model: nn.Module) -> torch.Tensor:
     """A detached copy of `inputs` in the floating dtype of the model's weights (images arrive
     as float32; a float64 or float16 model gets its own dtype), never the caller's tensor."""
@@ -263,22 +193,6 @@ def _as_model_input(inputs: torch.Tensor, model: nn.Module) -> torch.Tensor:
     if dtype is not None and x.is_floating_point() and x.dtype != dtype:
         return x.to(dtype)
     return x.clone()
-
-
-CHANNELS_LAST_MIN_ELEMENTS = 2**20  # input elements per forward below which it is not used
-
-
-def channels_last_pays(x: torch.Tensor) -> bool:
-    """Whether the model should see `x` in channels_last memory format: on CPU in float32, for
-    4-D batches of at least `CHANNELS_LAST_MIN_ELEMENTS` elements (oneDNN's own layout; a
-    ResNet-50 forward + input gradient of 8 224x224 images took 0.45 s instead of 0.57 s, two
-    threads). Values equal up to float32 rounding. Not measured on GPU, so not used there."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.dim() == 4
-        and x.numel() >= CHANNELS_LAST_MIN_ELEMENTS
-    )
 
 
 def _forward(
@@ -294,7 +208,7 @@ def _forward(
         try:
             return _call(model, x.contiguous(memory_format=torch.channels_last), state)
         except RuntimeError as error:
-            if not any(word in str(error) for word in ("stride", "contiguous")):
+            if not layout_error(error):
                 raise  # the model's own failure, not the memory layout: no second run
             log.info("channels_last forward failed (%s); running it contiguous", error)
             store.clear()
@@ -309,21 +223,6 @@ def _call(model: nn.Module, x: torch.Tensor, state: RuleState | None) -> object:
         return model(x)
     with RuleMode(state):
         return model(x)
-
-
-def _capture_hook(name: str, store: dict[str, torch.Tensor], calls: dict[str, int]):
-    """Store the module's output and hand downstream a clone, so that later in-place ops
-    (ReLU(inplace=True), `out += identity`) cannot overwrite what was stored."""
-
-    def hook(module, args, output):
-        tensor, rebuild = _first_tensor(output)
-        if tensor is None:
-            return None
-        calls[name] = calls.get(name, 0) + 1
-        store[name] = tensor
-        return rebuild(tensor.clone())
-
-    return hook
 
 
 def record(
@@ -353,21 +252,10 @@ def record(
     store: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
     state = RuleState() if rules else None
-    handles = []
-    with (
-        torch.inference_mode(False),
-        torch.enable_grad(),
-        no_autocast(inputs),
-        model_state_guard(model),
-    ):
+    hooks = [(module, output_hook(store, name, calls=calls)) for name, module in modules.items()]
+    with guarded_forward(model, hooks=hooks, grad=True, like=inputs):
         x = _as_model_input(inputs, model).requires_grad_(True)
-        try:
-            for name, module in modules.items():
-                handles.append(module.register_forward_hook(_capture_hook(name, store, calls)))
-            output = _forward(model, x, state, store, calls)
-        finally:
-            for handle in handles:
-                handle.remove()
+        output = _forward(model, x, state, store, calls)
         logits = select_logits(output, output_key)
         check_finite_logits(logits)
         if callable(categories):
@@ -384,7 +272,8 @@ def record(
     if missing:
         raise LayerError(
             f"layer(s) {', '.join(missing)} did not run (or returned no tensor) in the forward "
-            "pass; choose a layer from cnnvis.list_layers(model)"
+            "pass; choose another layer",
+            hint=Hint("layers"),
         )
     for name, n in calls.items():
         if n > 1:

@@ -32,13 +32,76 @@ keeps working. Exceptions raised by the user's model itself while it runs its fo
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+HintKind = Literal[
+    "layers",  # the list of the model's layers
+    "methods",  # the list of methods (`detail="torchscript"`: those that run on TorchScript)
+    "models",  # the list of model names
+    "samples",  # the list of bundled sample photos
+    "max-pixels",  # the image pixel limit can be raised
+    "output",  # the model's output has several entries: pick one (`detail`: the keys)
+]
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What the user can do next, as data: each front end (Python, the command line, the web
+    page) says it in its own words (`PYTHON_HINTS`, the CLI's and the web app's tables), so
+    rewording a message never breaks a front end's advice."""
+
+    kind: HintKind
+    detail: str = ""
+
+
+def _python_output_hint(hint: Hint) -> str:
+    keys = f" one of {hint.detail}" if hint.detail else ""
+    return f"pass output=KEY (--output KEY){keys}"
+
+
+# How the library says each hint to a Python user (what `str(error)` appends).
+PYTHON_HINTS: dict[str, Callable[[Hint], str]] = {
+    "layers": lambda h: "see cnnvis.list_layers(model)",
+    "methods": lambda h: (
+        "see cnnvis.list_methods(torchscript=True) for the methods that work"
+        if h.detail == "torchscript"
+        else "see cnnvis.list_methods()"
+    ),
+    "models": lambda h: "see cnnvis.zoo.available_models()",
+    "samples": lambda h: "see cnnvis.list_samples()",
+    "max-pixels": lambda h: "or raise max_pixels",
+    "output": _python_output_hint,
+}
 
 
 class CnnvisError(Exception):
-    """Base class of every error cnnvis raises on purpose."""
+    """Base class of every error cnnvis raises on purpose.
+
+    `CnnvisError(message, hint=Hint("layers"))`: `message` says what went wrong, the optional
+    `hint` what to do next; `str(error)` is the message followed by the hint in Python's words,
+    and `error.render(words)` says the hint in a front end's words instead."""
 
     exit_code: int = 1
+
+    def __init__(self, message: object = "", *args: object, hint: Hint | None = None) -> None:
+        super().__init__(message, *args)
+        self.message = str(message)
+        self.hint = hint
+
+    def render(self, words: Mapping[str, Callable[[Hint], str]] = PYTHON_HINTS) -> str:
+        """The message with its hint said by `words` (a table from hint kind to text; a kind
+        missing from it, or an empty text, leaves the hint out)."""
+        if self.hint is None:
+            return self.message
+        said = words[self.hint.kind](self.hint) if self.hint.kind in words else ""
+        if not said:
+            return self.message
+        return f"{self.message} {said}" if said.startswith("or ") else f"{self.message}; {said}"
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 class ImageError(CnnvisError, ValueError):
@@ -59,7 +122,7 @@ class LayerError(CnnvisError, KeyError):
     exit_code = 5
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+        return self.render()
 
 
 class MethodError(CnnvisError, ValueError):
@@ -84,7 +147,8 @@ def closest(name: object, choices: Iterable[str], n: int = 5) -> list[str]:
 
 
 def unknown(kind: str, name: object, choices: Iterable[str], hint: str = "") -> str:
-    """A message for an unknown name, listing the closest valid ones."""
+    """A message for an unknown name, listing the closest valid ones (`hint`: advice in words
+    that hold for every front end; advice that names a command or function is a `Hint`)."""
     near = closest(name, choices)
     msg = f"unknown {kind} {name!r}"
     if near:

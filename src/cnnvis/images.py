@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, unknown
+from .errors import Hint, ImageError, unknown
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,7 @@ def sample_path(name: str) -> Path:
             "no sample images are available: they come with scikit-image "
             "(pip install scikit-image); pass an image file instead"
         )
-    raise ImageError(
-        unknown("sample", name, [*samples, *SAMPLE_ALIASES], hint="see cnnvis.list_samples()")
-    )
+    raise ImageError(unknown("sample", name, [*samples, *SAMPLE_ALIASES]), hint=Hint("samples"))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -250,7 +248,8 @@ def _decode(fh: Any, label: str, max_pixels: int, head: bytes = b"") -> Image.Im
     except Image.DecompressionBombError as e:  # over Pillow's guard, so over our limit too
         size = _header_size(fh, e)
         raise ImageError(
-            f"{label} is too large to decode safely: {_too_many(size, max_pixels)}"
+            f"{label} is too large to decode safely: {_too_many(size, max_pixels)}",
+            hint=Hint("max-pixels"),
         ) from e
     except UnidentifiedImageError as e:
         raise ImageError(_not_an_image(label, head)) from e
@@ -289,8 +288,8 @@ def _header_size(fh: Any, error: Exception) -> tuple[int, int]:
                 return image.size
         except Exception:
             raise ImageError(
-                f"the image is too large to decode safely ({error}); downscale it first or "
-                "raise max_pixels"
+                f"the image is too large to decode safely ({error}); downscale it first",
+                hint=Hint("max-pixels"),
             ) from error
         finally:
             Image.MAX_IMAGE_PIXELS = previous
@@ -308,7 +307,7 @@ def _not_an_image(label: str, head: bytes) -> str:
     if head.startswith(b"%PDF"):
         return f"{label} is a PDF document, not an image; export the page as PNG or JPEG"
     return (
-        f"{label} is not an image in a format PIL can read (unknown or unsupported); "
+        f"{label} is not an image in a format cnnvis can read (unknown or unsupported); "
         "convert it to PNG or JPEG"
     )
 
@@ -320,14 +319,14 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, label: str) -> None:
     if width < 1 or height < 1:
         raise ImageError(f"{label} is {width}x{height} pixels, which is empty; pass a real image")
     if width * height > max_pixels:
-        raise ImageError(f"{label} is {_too_many(size, max_pixels)}")
+        raise ImageError(f"{label} is {_too_many(size, max_pixels)}", hint=Hint("max-pixels"))
 
 
 def _too_many(size: tuple[int, int], max_pixels: int) -> str:
     width, height = size
     return (
         f"{width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,}; "
-        "downscale it first or raise max_pixels"
+        "downscale it first"
     )
 
 

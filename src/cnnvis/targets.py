@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ModelError, TargetError
+from .errors import Hint, ModelError, TargetError
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def select_logits(output: Any, key: str | int | None = None) -> torch.Tensor:
             tensors = [v for v in output.values() if isinstance(v, torch.Tensor)]
             if len(tensors) != 1:
                 raise ModelError(
-                    "the model returned a dict without 'logits'; pass output=KEY (--output KEY) "
-                    f"to choose one of {_keys(output)}"
+                    "the model returned a dict without 'logits'",
+                    hint=Hint("output", str(_keys(output))),
                 )
             logits = tensors[0]
     elif hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
@@ -107,10 +107,10 @@ def select_logits(output: Any, key: str | int | None = None) -> torch.Tensor:
             "or a dict with 'logits'"
         )
     if logits.dim() != 2:
-        hint = "" if key is not None else "; pass output=KEY (--output KEY) if another output is"
         raise ModelError(
-            f"expected logits of shape (N, classes), got {tuple(logits.shape)}{hint}; "
-            "cnnvis explains image classifiers"
+            f"expected logits of shape (N, classes), got {tuple(logits.shape)}; cnnvis explains "
+            "image classifiers",
+            hint=None if key is not None else Hint("output"),
         )
     if not logits.is_floating_point():
         raise ModelError(f"the logits must be floating point, got {logits.dtype}")
@@ -132,7 +132,7 @@ def _select(output: Any, key: str | int) -> Any:
     if isinstance(output, Sequence) and index is not None and -len(output) <= index < len(output):
         return output[index]
     raise ModelError(
-        f"the model's output has no entry {key!r}; pass output= (--output) one of {_keys(output)}"
+        f"the model's output has no entry {key!r}", hint=Hint("output", str(_keys(output)))
     )
 
 

@@ -193,14 +193,14 @@ def _classes(lm: LoadedModel, output: str | None) -> tuple[int, list[str] | None
     """The number of classes and the class names: from the model's class names, else from one
     no-grad forward of a blank image."""
     from ..api import _categories
-    from ..guard import model_state_guard
+    from ..forwards import guarded_forward
     from ..targets import select_logits
 
     if lm.categories:
         return len(lm.categories), lm.categories
     size = lm.preprocess.crop_size
     x = lm.preprocess.normalize(torch.zeros(1, 3, size, size)).to(lm.device)
-    with model_state_guard(lm.module), torch.no_grad():
+    with guarded_forward(lm.module, grad=False):
         classes = select_logits(lm.module(x), output).shape[1]
     return classes, _categories(lm, classes)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..guard import model_state_guard
+from ..forwards import guarded_forward
 from ..model import LoadedModel
 from ..targets import select_logits
 
@@ -36,8 +36,8 @@ def stacked(rows: torch.Tensor, target: int) -> Job:
 
 
 class Scorer:
-    """The softmax probability of a class on many inputs, batch by batch (`model_state_guard`,
-    `torch.inference_mode`); `forwards` counts the images that went through the model."""
+    """The softmax probability of a class on many inputs, batch by batch (in
+    `forwards.guarded_forward`, without gradients); `forwards` counts the images that went through the model."""
 
     def __init__(
         self, model: LoadedModel, *, batch_size: int = 32, output: str | None = None
@@ -53,7 +53,7 @@ class Scorer:
     def probabilities(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """softmax(model(inputs))[i, targets[i]] for one batch, as float64 on the CPU."""
         module = self.model.module
-        with model_state_guard(module), torch.inference_mode():
+        with guarded_forward(module, grad=False, inference=True):
             logits = select_logits(module(inputs.to(self.model.device)), self.output)
             probs = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=1)
             picked = probs.gather(1, targets.to(probs.device)[:, None])[:, 0]

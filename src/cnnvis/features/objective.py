@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnvisError, LayerError, TargetError
-from ..guard import model_state_guard
+from ..forwards import hooked, model_state_guard
 from ..layers import resolve_layer
 from ..targets import UnitTarget, parse_target, resolve_targets, select_logits
 
@@ -142,23 +142,9 @@ class Forward:
 @contextmanager
 def hooked_forward(module: nn.Module, layer: str | None) -> Iterator[Forward]:
     """A `Forward` over the model; for as long as the context lasts the model is locked and in
-    eval mode. On exit, also on error, the hook is removed and every module's `training` flag
-    is put back."""
-    with model_state_guard(module):
-        forward = Forward(module, layer)
-        handle = None
-        try:
-            if layer is not None:
-                handle = resolve_layer(module, layer).register_forward_hook(forward.hook)
-            yield forward
-        finally:
-            if handle is not None:
-                handle.remove()
-
-
-def device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """The device and floating dtype of the module's first floating parameter."""
-    for p in module.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
+    eval mode (`forwards.model_state_guard`). On exit, also on error, the hook is removed and
+    every module's `training` flag is put back. Gradients are the caller's to switch."""
+    forward = Forward(module, layer)
+    hooks = [] if layer is None else [(resolve_layer(module, layer), forward.hook)]
+    with model_state_guard(module), hooked(hooks):
+        yield forward

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TargetError
+from ..forwards import device_dtype
 from ..model import LoadedModel, as_loaded
 from ..targets import UnitTarget, select_logits
 from .objective import (
@@ -33,7 +34,6 @@ from .objective import (
     Target,
     TargetLike,
     common_layer,
-    device_dtype,
     hooked_forward,
     parse_feature_target,
     resolve_classes,

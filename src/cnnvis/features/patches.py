@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ImageError, LayerError
+from ..forwards import device_dtype
 from ..model import LoadedModel, as_loaded
 from ..targets import UnitTarget
-from .objective import FeatureError, Forward, device_dtype, hooked_forward
+from .objective import FeatureError, Forward, hooked_forward
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,9 @@ A multi-pass method lays out its extra inputs as `rows` (interpolation steps, no
 occluded or masked images), each belonging to one image of the batch. It builds and runs them
 `batch_size` rows at a time, so peak memory is bounded by `batch_size`, never by the number of
 steps, samples, windows or masks. `scoring` (forwards without gradients) and `input_gradients`
-(forward + input gradient) run those chunks with the model in eval mode, hooks removed on exit,
-and optionally in channels_last memory format with BatchNorms folded (`_folding.py`).
+(forward + input gradient) run those chunks through `forwards.guarded_forward` (eval mode, hooks
+removed on exit), optionally in channels_last memory format with BatchNorms folded
+(`forwards.fast_forward`, `forwards.fast_settings`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import torch
-from torch import nn
 
-from ..capture import CHANNELS_LAST_MIN_ELEMENTS as RECORD_CHANNELS_LAST_MIN_ELEMENTS
-from ..capture import Recording, first_tensor
+from ..capture import Recording
 from ..errors import MethodError
-from ..guard import model_state_guard
+from ..forwards import Hook, fast_forward, guarded_forward, output_hook
 from ..layers import resolve_layer
 from ..targets import select_logits, target_scores
-from ._folding import BatchNormFolding
 
 log = logging.getLogger(__name__)
 
@@ -60,45 +57,14 @@ def choice(name: str, value: object, options: tuple[str, ...], method: str) -> s
 # ------------------------------------------------------------------ batched forwards
 
 
-Hook = tuple[nn.Module, Callable]
-
-
-def _fast_forward(
-    model: nn.Module, channels_last: bool, fold: bool, rows: int | None
-) -> Callable[[torch.Tensor], Any]:
-    """The model as a function of a batch, in channels_last memory format (contiguous again if
-    the model's code cannot take it, e.g. a `.view`) and with its BatchNorms folded
-    (`BatchNormFolding`): the same values up to rounding."""
-    run = BatchNormFolding(model, rows) if fold else model
-
-    def forward(x: torch.Tensor):
-        nonlocal channels_last
-        if channels_last:
-            try:
-                return run(x.contiguous(memory_format=torch.channels_last))
-            except RuntimeError as error:  # e.g. `.view` on non-contiguous memory
-                log.info("channels_last forward failed (%s); using contiguous inputs", error)
-                channels_last = False
-        return run(x.contiguous())
-
-    return forward
-
-
-# input elements per forward below which channels_last is not used (the recorded forward's
-# threshold; tests lower this copy to reach the multi-pass paths with tiny inputs)
-CHANNELS_LAST_MIN_ELEMENTS = RECORD_CHANNELS_LAST_MIN_ELEMENTS
-
-
-def fast_settings(x: torch.Tensor, rows: int, fold: bool = True) -> dict[str, bool]:
-    """The speed-ups for forwards of `rows` rows like `x`: on CPU in float32, channels_last
-    memory format (oneDNN's own layout: about 20% off a ResNet-18 forward+backward of 25
-    224x224 rows, one thread), for batches of at least `CHANNELS_LAST_MIN_ELEMENTS` input
-    elements; on CPU, BatchNorm folding (`fold`; forwards without gradients only: under
-    autograd the skipped BatchNorm's view makes the in-place ReLU after it costly). Not
-    measured on GPU, so not used there."""
-    cpu = x.device.type == "cpu"
-    big = rows * x[0].numel() >= CHANNELS_LAST_MIN_ELEMENTS
-    return {"channels_last": cpu and x.dtype == torch.float32 and big, "fold": cpu and fold}
+def _unit_hooks(rec: Recording, store: dict[str, torch.Tensor], *, protect: bool) -> list[Hook]:
+    """For a unit target, a hook on the unit's layer that stores the unit's scores (N,)."""
+    if rec.unit is None:
+        return []
+    unit = rec.unit
+    read = unit.scores if protect else (lambda t: unit.scores(t).clone())
+    module = resolve_layer(rec.model, unit.layer)
+    return [(module, output_hook(store, "unit", read, protect=protect))]
 
 
 @contextmanager
@@ -113,17 +79,12 @@ def scoring(
 ) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """Yields `score(x) -> (B, N)`: for each row of a batch x, the score of every recorded
     image's target — its logit (softmax probability with `probabilities`), or the unit's
-    activation for a unit target. Runs under inference mode with the model in eval mode
-    (`model_state_guard`); `hooks` ((module, forward hook), ...) and the unit's hook live only
-    inside the block and are removed on exit, also when it raises. `channels_last` and `fold`
-    as in `_fast_forward` (`rows`: the usual batch size, for the folding's break-even)."""
-    model, unit, targets = rec.model, rec.unit, rec.targets
+    activation for a unit target. Runs in `forwards.guarded_forward` without gradients; `hooks`
+    ((module, forward hook), ...) and the unit's hook live only inside the block. `channels_last`
+    and `fold` as in `forwards.fast_forward` (`rows`: the usual batch size)."""
+    unit, targets = rec.unit, rec.targets
     store: dict[str, torch.Tensor] = {}
-    forward = _fast_forward(model, channels_last, fold, rows)
-
-    def unit_hook(module, args, output):
-        tensor, _ = first_tensor(output)
-        store["unit"] = unit.scores(tensor).clone()  # before any in-place op downstream
+    forward = fast_forward(rec.model, channels_last, fold, rows)
 
     def score(x: torch.Tensor) -> torch.Tensor:
         logits = select_logits(forward(x), rec.output_key)
@@ -136,7 +97,8 @@ def scoring(
             logits = logits.softmax(dim=1)
         return logits[:, targets.to(logits.device)]
 
-    with model_state_guard(model), torch.inference_mode(), _hooked(rec, hooks, unit_hook):
+    all_hooks = [*hooks, *_unit_hooks(rec, store, protect=False)]
+    with guarded_forward(rec.model, hooks=all_hooks, grad=False, inference=True):
         yield score
 
 
@@ -150,18 +112,13 @@ def input_gradients(
 ) -> Iterator[Callable[..., tuple[torch.Tensor | None, torch.Tensor]]]:
     """Yields `gradient(x, targets) -> (∂y/∂x (B, C, H, W), y (B,))`: one forward of the batch
     and one `torch.autograd.grad` of the sum of its scores (row i: the logit of targets[i], or
-    the unit's activation), with the plain backward, the model in eval mode
-    (`model_state_guard`) and no parameter's `.grad` touched; the sum gives each row its own
-    gradient in eval mode. `gradient(x, targets, backward=False)` -> (None, y) from a forward
-    without gradients. `channels_last`, `fold` and `rows` as in `scoring`."""
-    model, unit = rec.model, rec.unit
+    the unit's activation), with the plain backward, in `forwards.guarded_forward` with
+    gradients and no parameter's `.grad` touched; the sum gives each row its own gradient in
+    eval mode. `gradient(x, targets, backward=False)` -> (None, y) from a forward without
+    gradients. `channels_last`, `fold` and `rows` as in `scoring`."""
+    unit = rec.unit
     store: dict[str, torch.Tensor] = {}
-    forward = _fast_forward(model, channels_last, fold, rows)
-
-    def unit_hook(module, args, output):
-        tensor, rebuild = first_tensor(output)
-        store["unit"] = unit.scores(tensor)
-        return rebuild(tensor.clone())  # in-place ops downstream must not touch what it read
+    forward = fast_forward(rec.model, channels_last, fold, rows)
 
     def scores(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = select_logits(forward(x), rec.output_key)
@@ -176,26 +133,5 @@ def input_gradients(
         (grad,) = torch.autograd.grad(y.sum(), x)
         return grad, y.detach()
 
-    with (
-        torch.inference_mode(False),
-        torch.enable_grad(),
-        model_state_guard(model),
-        _hooked(rec, (), unit_hook),
-    ):
+    with guarded_forward(rec.model, hooks=_unit_hooks(rec, store, protect=True), grad=True):
         yield gradient
-
-
-@contextmanager
-def _hooked(rec: Recording, hooks: Sequence[Hook], unit_hook: Callable) -> Iterator[None]:
-    """`hooks` and, for a unit target, `unit_hook` on the unit's layer, removed on exit."""
-    handles = []
-    try:
-        for module, hook in hooks:
-            handles.append(module.register_forward_hook(hook))
-        if rec.unit is not None:
-            module = resolve_layer(rec.model, rec.unit.layer)
-            handles.append(module.register_forward_hook(unit_hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -27,8 +27,9 @@ import logging
 
 import torch
 
-from ..capture import Recording, first_tensor
+from ..capture import Recording
 from ..errors import MethodError
+from ..forwards import first_tensor
 from ..layers import resolve_layer
 from ._batching import positive_int, scoring
 from .cam import layer_activation, weighted_sum

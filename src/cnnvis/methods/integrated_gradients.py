@@ -14,14 +14,8 @@ import torch.nn.functional as F
 
 from ..capture import Recording
 from ..errors import MethodError
-from ._batching import (
-    accumulator,
-    choice,
-    chunks,
-    fast_settings,
-    input_gradients,
-    positive_int,
-)
+from ..forwards import fast_settings
+from ._batching import accumulator, choice, chunks, input_gradients, positive_int
 from .registry import MethodInfo, register
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ import torch
 
 from ..capture import Recording
 from ..errors import MethodError
-from ._batching import accumulator, chunks, fast_settings, positive_int, scoring
+from ..forwards import fast_settings
+from ._batching import accumulator, chunks, positive_int, scoring
 from .registry import MethodInfo, register
 
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ..capture import Recording
 from ..errors import MethodError
-from ._batching import accumulator, choice, chunks, fast_settings, positive_int, scoring
+from ..forwards import fast_settings
+from ._batching import accumulator, choice, chunks, positive_int, scoring
 from .registry import MethodInfo, register
 
 

@@ -25,7 +25,7 @@ image masks the input to the same all-zero input, forwarded once for the whole b
 channels of an image with the same min-max normalised map (equal up to a positive scale and
 shift, e.g. two channels active at one and the same position) share one forward. The masked inputs run in batches of
 `batch_size` under inference mode and, on CPU, with every eval-mode BatchNorm folded into the
-convolution before it (`_folding.BatchNormFolding`, `fold_batch_norm=True`) and, in float32, in
+convolution before it (`folding.BatchNormFolding`, `fold_batch_norm=True`) and, in float32, in
 channels_last memory format (oneDNN's faster layout); both give the same values up to rounding.
 Measured on ResNet-18 `layer4`, 224x224, one CPU thread (process CPU seconds, 3 interleaved
 runs): 14.7 s plain, 11.0 s channels_last, 9.1 s channels_last + folding. On GPU neither is
@@ -42,7 +42,8 @@ import torch.nn.functional as F
 
 from ..capture import Recording
 from ..errors import MethodError
-from ._batching import choice, fast_settings, positive_int, scoring
+from ..forwards import fast_settings
+from ._batching import choice, positive_int, scoring
 from .cam import layer_activation, weighted_sum
 from .registry import MethodInfo, register
 

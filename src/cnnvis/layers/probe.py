@@ -1,4 +1,5 @@
-"""Layers by dotted name: resolve, list with output shapes, choose a default, pick sweep layers."""
+"""Layers as a forward pass sees them: list them with output shapes, choose the default layer for
+CAM methods, pick the layers of a sweep."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import LayerError, unknown
-from .guard import model_state_guard
-from .model import compute_model, is_scripted, unwrap
+from ..errors import Hint, LayerError
+from ..forwards import device_dtype, first_tensor, guarded_forward
+from ..model import compute_model, is_scripted
+from .names import resolve_layer
+from .tokens import is_grid, patch_size, token_grid
 
 log = logging.getLogger(__name__)
 
@@ -41,28 +44,6 @@ class LayerInfo:
         if s is None:
             return False
         return (len(s) == 4 and s[2] * s[3] > 1) or (len(s) == 3 and s[1] > 1)
-
-
-def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called `name` (a dotted `named_modules()` name such as `layer4.1.conv2`).
-
-    For `nn.DataParallel` the names are the wrapped module's (cnnvis runs that module, see
-    `compute_model`); names with the wrapper's `module.` prefix are accepted too."""
-    if not isinstance(name, str):
-        raise LayerError(
-            f"a layer name must be a string such as 'layer4', got {type(name).__name__} "
-            f"{name!r}; see cnnvis.list_layers(model)"
-        )
-    modules = dict(unwrap(model).named_modules())
-    candidates = [name]
-    while candidates[-1].startswith("module."):
-        candidates.append(candidates[-1].removeprefix("module."))
-    for candidate in candidates:
-        if candidate in modules and candidate != "":
-            return modules[candidate]
-    raise LayerError(
-        unknown("layer", name, [n for n in modules if n], "see cnnvis.list_layers(model)")
-    )
 
 
 def _is_pooling(module: nn.Module) -> bool:
@@ -102,22 +83,18 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
 
     def hook(module, args, output):
         name = names[module]
-        tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+        tensor, _ = first_tensor(output)
         if name in calls:
             order.remove(name)
         calls[name] = calls.get(name, 0) + 1
         order.append(name)
         outputs[name] = tensor
 
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     # TorchScript modules take no Python hooks: they are listed without an output shape
-    handles = [m.register_forward_hook(hook) for m in names if not is_scripted(m)]
-    try:
-        with model_state_guard(model), torch.no_grad():
-            model(torch.zeros(input_shape, device=device, dtype=dtype))
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = [(m, hook) for m in names if not is_scripted(m)]
+    with guarded_forward(model, hooks=hooks, grad=False):
+        model(torch.zeros(input_shape, device=device, dtype=dtype))
     default = _choose_default(model, order, outputs, input_shape[-2:])
     spine = set(_spine(model))
     modules = dict(model.named_modules())
@@ -142,21 +119,6 @@ def _is_pooling_head(module: nn.Module) -> bool:
     return isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d) or _is_pass_through(
         module
     )
-
-
-def _first_tensor(output) -> torch.Tensor | None:
-    if isinstance(output, tuple | list):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    return None
-
-
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
 
 
 def _choose_default(
@@ -213,8 +175,6 @@ def _transformer_default(
     stream (Darcet et al. 2024, Sun et al. 2024) do not swamp the weighted sum as they would
     at the block's input. pytorch-grad-cam recommends the same layer for ViT, DeiT and Swin.
     """
-    from .methods.cam import is_grid, patch_size, token_grid  # methods import this module
-
     modules = dict(model.named_modules())
     position = {name: i for i, name in enumerate(order)}
     attention = [n for n in order if _is_attention(modules[n])]
@@ -269,12 +229,10 @@ def default_layer(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224
         if info.default:
             return info.name
     if is_scripted(compute_model(model)):
-        from .capture import scripted_methods  # capture imports this module
-
         raise LayerError(
             "this is a TorchScript model: it runs outside Python, so no layer's output can be "
-            "recorded and CAM methods cannot run; methods that work: "
-            f"{', '.join(scripted_methods())}"
+            "recorded and CAM methods cannot run",
+            hint=Hint("methods", "torchscript"),
         )
     raise LayerError(
         "the model has no layer with a spatial (N, C, H, W) output, so CAM methods cannot run "
@@ -297,7 +255,7 @@ def sweep_layers(
         chosen = [i.name for i in infos if i.spatial and fnmatch.fnmatch(i.name, layers)]
         if not chosen:
             raise LayerError(
-                f"no layer with a spatial output matches {layers!r}; see cnnvis.list_layers(model)"
+                f"no layer with a spatial output matches {layers!r}", hint=Hint("layers")
             )
     else:
         for name in layers:

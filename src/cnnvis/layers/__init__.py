@@ -1,0 +1,24 @@
+"""Layers: by name (`names`), as one forward sees them (`probe`: listing, the default layer,
+sweep layers), what a user asks for (`requests`: "auto", lists, patterns) and the geometry of
+feature maps and transformer tokens (`tokens`)."""
+
+from .names import resolve_layer
+from .probe import LayerInfo, default_layer, list_layers, probe, sweep_layers
+from .requests import LayerRequest, requested_layers
+from .tokens import MAX_PREFIX_TOKENS, is_grid, patch_size, to_spatial, token_grid
+
+__all__ = [
+    "MAX_PREFIX_TOKENS",
+    "LayerInfo",
+    "LayerRequest",
+    "default_layer",
+    "is_grid",
+    "list_layers",
+    "patch_size",
+    "probe",
+    "requested_layers",
+    "resolve_layer",
+    "sweep_layers",
+    "to_spatial",
+    "token_grid",
+]

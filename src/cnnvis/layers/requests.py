@@ -1,0 +1,81 @@
+"""The one reading of a layer request, for every front end (library, command line, web page,
+batch runs, evaluation): "auto", names, comma-separated lists, glob patterns."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+
+from torch import nn
+
+from ..errors import Hint, LayerError
+from .names import resolve_layer
+from .probe import default_layer, probe
+
+log = logging.getLogger(__name__)
+
+LayerRequest = str | Sequence[str | None] | None
+_GLOB = frozenset("*?[")
+
+
+def requested_layers(
+    model: nn.Module,
+    request: LayerRequest,
+    *,
+    needed: bool = True,
+    input_shape: Sequence[int] = (1, 3, 224, 224),
+) -> list[str]:
+    """The layers that `request` names, checked against `model`, in the order given.
+
+    - None, "auto", "" or an empty list: the default layer (the last with a spatial output,
+      see `default_layer`; logged once here) when `needed`.
+    - "layer3,layer4" or ["layer3", "layer4"]: those names (None entries are skipped); names
+      with DataParallel's `module.` prefix are accepted.
+    - "layer4.*": a glob pattern, every layer with a spatial output that matches, in forward
+      order (a pattern that matches none is an error).
+    - `needed=False` (no method asked for takes a layer): the names are still checked (a wrong
+      name is an error even when unused) and the answer is [].
+    "auto" mixed with names is an error. `input_shape` is the shape the model is probed with
+    for the default layer and patterns: (1, C, H, W) of the inputs to explain.
+    """
+    shape = (1, *tuple(input_shape)[1:])
+    names = _names(request)
+    if "auto" in names and len(names) > 1:
+        raise LayerError("'auto' cannot be mixed with layer names; give names or auto")
+    names = [n for n in names if n != "auto"]
+    found: list[str] = []
+    for name in names:
+        found += _expand(model, name, shape)
+    if not needed:
+        return []
+    if not found:
+        found = [default_layer(model, shape)]
+        log.info("using the default layer %s (the last with spatial output)", found[0])
+    return list(dict.fromkeys(found))
+
+
+def _names(request: LayerRequest) -> list[str]:
+    if request is None:
+        return []
+    if isinstance(request, str):
+        return [n.strip() for n in request.split(",") if n.strip()]
+    if isinstance(request, Sequence) and all(n is None or isinstance(n, str) for n in request):
+        return [n.strip() for name in request if name for n in name.split(",") if n.strip()]
+    raise LayerError(
+        f"layers must be a layer name, a list of names or None, got {request!r}",
+        hint=Hint("layers"),
+    )
+
+
+def _expand(model: nn.Module, name: str, input_shape: Sequence[int]) -> list[str]:
+    """[name] for a module name; the matching spatial layers for a glob pattern."""
+    if not _GLOB.intersection(name):
+        resolve_layer(model, name)
+        return [name]
+    matched = [
+        i.name for i in probe(model, input_shape) if i.spatial and fnmatch.fnmatch(i.name, name)
+    ]
+    if not matched:
+        raise LayerError(f"no layer with a spatial output matches {name!r}", hint=Hint("layers"))
+    return matched
