@@ -160,7 +160,7 @@ def test_cam_works_at_the_gap_layer_and_refuses_the_others(tiny_cnn, tiny_input)
 
 
 def test_fused_layers_by_hand():
-    from cnnvis.methods.fusion import fuse_layers
+    from cnnvis.fusion import fuse_layers
 
     def cam(layer, values):
         m = torch.tensor(values, dtype=torch.float64)[None]
@@ -189,7 +189,7 @@ def test_fused_layers_by_hand():
 
 @pytest.mark.parametrize("name", ["grad-cam", "score-cam", "eigen-cam"])
 def test_fused_layers_of_a_sweep(tiny_cnn, tiny_input, name):
-    from cnnvis.methods.fusion import fuse_layers
+    from cnnvis.fusion import fuse_layers
 
     sweep = cnnvis.sweep(tiny_cnn, tiny_input, name, layers=["relu1", "relu2"])
     fused = fuse_layers(sweep, how="max")
@@ -360,7 +360,7 @@ def test_fused_mean_is_pytorch_grad_cams_several_target_layers(resnet):
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from cnnvis.methods.fusion import fuse_layers
+    from cnnvis.fusion import fuse_layers
 
     model, x, targets, _, _ = resnet
     fused = fuse_layers(cnnvis.explain_many(model, x, ["grad-cam"], LAYERS, target=targets))

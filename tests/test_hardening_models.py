@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import cnnvis
-from cnnvis.capture import scripted_methods
+from cnnvis.errors import Hint
 from cnnvis.cli import main
 from cnnvis.model import _TWINS, LoadedModel, Preprocess
 
@@ -384,8 +384,8 @@ def scripted_models(x: torch.Tensor) -> dict[str, nn.Module]:
 def test_torchscript_which_methods_work(x):
     """Every registered method on a scripted and a traced model: the ones that need no layer
     and no guided/deconvnet rule give the eager model's maps; the others raise MethodError
-    (naming the ones that work)."""
-    works = set(scripted_methods()) | {"smoothgrad"}
+    (whose hint names the methods that work)."""
+    works = {m.name for m in cnnvis.list_methods(torchscript=True)}
     eager = tiny()
     for kind, model in scripted_models(x).items():
         for method in METHODS:
@@ -398,7 +398,8 @@ def test_torchscript_which_methods_work(x):
                 with pytest.raises(cnnvis.MethodError) as caught:
                     cnnvis.explain(model, x, method, target=[2, 3], **kw)
                 assert "TorchScript" in str(caught.value), (kind, method)
-                assert "methods that work: gradient" in str(caught.value), (kind, method)
+                assert caught.value.hint == Hint("methods", "torchscript"), (kind, method)
+                assert "list_methods(torchscript=True)" in str(caught.value), (kind, method)
     assert {"gradient", "integrated-gradients", "occlusion", "rise"} <= works
     assert not {"grad-cam", "guided-backprop", "deconvnet", "guided-grad-cam"} & works
 
@@ -408,7 +409,7 @@ def test_torchscript_layers_and_default_layer(x):
     layers = cnnvis.list_layers(model, (1, 3, SIZE, SIZE))
     assert {info.name for info in layers} >= {"conv1", "conv2", "fc"}
     assert all(info.output_shape is None for info in layers)
-    with pytest.raises(cnnvis.LayerError, match=r"TorchScript model.*methods that work: gradient"):
+    with pytest.raises(cnnvis.LayerError, match=r"TorchScript model.*methods that work"):
         cnnvis.default_layer(model, (1, 3, SIZE, SIZE))
 
 
@@ -417,7 +418,8 @@ def test_cli_torchscript_file(tmp_path: Path, capsys):
     torch.jit.script(tiny()).save(str(path))
     base = ["explain", "sample:cat", "--model", str(path), "--out", str(tmp_path / "out")]
     assert main([*base, "--method", "grad-cam"]) == cnnvis.LayerError.exit_code
-    assert "TorchScript model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "TorchScript model" in err and "methods that work: gradient," in err  # the CLI lists
     assert main([*base, "--method", "gradient"]) == 0
     assert (tmp_path / "out" / "cat" / "gradient.png").is_file()
 

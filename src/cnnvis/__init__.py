@@ -21,9 +21,9 @@ from .errors import (
     TargetError,
 )
 from .explanation import Explanation, Prediction, Sweep
+from .fusion import fuse_layers
 from .layers import LayerInfo, default_layer, list_layers
 from .methods import MethodInfo, get_method, list_methods
-from .methods.fusion import fuse_layers
 from .model import LoadedModel, Preprocess
 
 __version__ = "0.1.0"

@@ -556,7 +556,7 @@ def _fused_sweep_map(
 ) -> dict[str, object]:
     """The sweep's CAMs fused into one map (`fuse_layers`): its PNG, npz entry and manifest."""
     from . import render
-    from .methods.fusion import fuse_layers
+    from .fusion import fuse_layers
 
     fused = fuse_layers(result, how)
     key = f"fused-{how}"
@@ -772,21 +772,14 @@ def cmd_layers(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- methods, models
 
 
+# the keys of `cnnvis methods --json`, in its order (a subset of MethodInfo.to_row())
+METHOD_JSON_KEYS = ("name", "kind", "summary", "formula", "paper", "needs", "passes")
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
-    rows = [
-        {
-            "name": m.name,
-            "kind": m.kind,
-            "summary": m.summary,
-            "formula": m.formula,
-            "paper": m.paper,
-            "needs": list(m.needs),
-            "passes": m.passes,
-        }
-        for m in list_methods()
-    ]
+    rows = [m.to_row() for m in list_methods()]
     if args.json:
-        dump_json(rows)
+        dump_json([{key: r[key] for key in METHOD_JSON_KEYS} for r in rows])
         return 0
     width = max(len(r["name"]) for r in rows) + 2
     pad = " " * (width + 8)

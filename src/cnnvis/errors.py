@@ -65,7 +65,7 @@ def _python_output_hint(hint: Hint) -> str:
 PYTHON_HINTS: dict[str, Callable[[Hint], str]] = {
     "layers": lambda h: "see cnnvis.list_layers(model)",
     "methods": lambda h: (
-        "see cnnvis.list_methods(torchscript=True) for the methods that work"
+        "methods that work: cnnvis.list_methods(torchscript=True)"
         if h.detail == "torchscript"
         else "see cnnvis.list_methods()"
     ),

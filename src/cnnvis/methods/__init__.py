@@ -1,14 +1,35 @@
-"""The methods registry. Importing this package imports every module in it, and each module
-registers its methods; `list_methods()` orders them by `MethodInfo.order` (the tutorial's
-order first: gradient, guided backprop, deconvnet, CAM, Grad-CAM, guided Grad-CAM)."""
+"""The methods registry and every method module, imported here by name: each module registers
+its methods when imported, and `list_methods()` orders them by `MethodInfo.order` (the
+tutorial's order first: gradient, guided backprop, deconvnet, CAM, Grad-CAM, guided Grad-CAM).
 
-import importlib
-import pkgutil
+A new method is one new module in this folder plus its line below (tests/methods check that
+every module is listed)."""
 
-from .registry import MethodInfo, get_method, list_methods, register
+# isort: off
+# The method modules, in the order `cnnvis methods` lists them.
+from . import gradient  # noqa: F401  (gradient, guided-backprop, deconvnet)
+from . import gradient_x_input  # noqa: F401
+from . import integrated_gradients  # noqa: F401
+from . import smoothgrad  # noqa: F401
+from . import cam  # noqa: F401  (cam, grad-cam)
+from . import guided_grad_cam  # noqa: F401
+from . import cam_family  # noqa: F401  (grad-cam++, xgrad-cam, layer-cam, hires-cam, eigen-cam)
+from . import score_cam  # noqa: F401
+from . import ablation_cam  # noqa: F401
+from . import occlusion  # noqa: F401
+from . import rise  # noqa: F401
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "registry":
-        importlib.import_module(f"{__name__}.{_module.name}")
+# isort: on
+from .facts import Cost, Kind, MethodInfo, Needs
+from .registry import get_method, list_methods, register, scripted_methods
 
-__all__ = ["MethodInfo", "get_method", "list_methods", "register"]
+__all__ = [
+    "Cost",
+    "Kind",
+    "MethodInfo",
+    "Needs",
+    "get_method",
+    "list_methods",
+    "register",
+    "scripted_methods",
+]

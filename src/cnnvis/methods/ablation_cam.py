@@ -33,7 +33,8 @@ from ..forwards import first_tensor
 from ..layers import resolve_layer
 from ._batching import positive_int, scoring
 from .cam import layer_activation, weighted_sum
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import register
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +191,11 @@ register(
         summary="Feature maps weighted by the drop of the class score when each one is zeroed.",
         formula="Σ_k (y_c - y_c^k) / y_c · A_k",
         paper="Desai & Ramaswamy 2020, WACV",
-        passes="1 forward + the layers after the layer once per channel (batched, no gradients)",
+        cost=Cost(
+            "1 forward + the layers after the layer once per channel (batched, no gradients)",
+            per="channel",
+        ),
         compute=ablation_cam,
-        needs=("layer",),
-        per_channel=True,
+        needs=Needs(layer=True),
     )
 )

@@ -15,7 +15,8 @@ from torch import nn
 from ..capture import Recording
 from ..errors import LayerError, MethodError
 from ..layers import to_spatial
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import register
 
 
 def layer_activation(rec: Recording, layer: str | None) -> torch.Tensor:
@@ -97,9 +98,9 @@ register(
         summary="Class activation map: the head's class weights applied to the last feature maps.",
         formula="Σ_k w_ck A_k",
         paper="Zhou et al. 2016, arXiv:1512.04150",
-        passes="1 forward",
+        cost=Cost("1 forward"),
         compute=cam,
-        needs=("layer", "global-average-pool + linear head"),
+        needs=Needs(layer=True, head=True),
     )
 )
 register(
@@ -110,9 +111,9 @@ register(
         summary="Feature maps weighted by their spatially averaged gradients.",
         formula="ReLU(Σ_k mean_ij(∂y_c/∂A_kij) A_k)",
         paper="Selvaraju et al. 2017, arXiv:1610.02391",
-        passes="1 forward + 1 backward to the layer",
+        cost=Cost("1 forward + 1 backward to the layer", backwards=1),
         compute=grad_cam,
         layer_gradients=True,
-        needs=("layer",),
+        needs=Needs(layer=True),
     )
 )

@@ -12,9 +12,13 @@ import torch
 
 from ..capture import Recording
 from .cam import layer_activation, layer_gradient, weighted_sum
-from .registry import MethodInfo, register
+from .facts import Compute, Cost, MethodInfo, Needs
+from .registry import register
 
-ONE_BACKWARD = "1 forward + 1 backward to the layer (shared with every CAM and layer)"
+ONE_BACKWARD = Cost(
+    "1 forward + 1 backward to the layer (shared with every CAM and layer)", backwards=1
+)
+NO_GRADIENT = Cost("1 forward (no gradient)")
 
 
 def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -87,8 +91,17 @@ def eigen_cam(rec: Recording, layer: str | None) -> torch.Tensor:
     return projection.reshape(n, h, w).to(acts.dtype)
 
 
-def _register(name: str, order: int, compute, summary: str, formula: str, paper: str) -> None:
-    gradients = compute is not eigen_cam
+def _register(
+    name: str,
+    order: int,
+    compute: Compute,
+    summary: str,
+    formula: str,
+    paper: str,
+    *,
+    gradients: bool = True,
+) -> None:
+    """Register one CAM of the family; `gradients`: it reads ∂y_c/∂A at its layer."""
     register(
         MethodInfo(
             name=name,
@@ -97,10 +110,10 @@ def _register(name: str, order: int, compute, summary: str, formula: str, paper:
             summary=summary,
             formula=formula,
             paper=paper,
-            passes=ONE_BACKWARD if gradients else "1 forward (no gradient)",
+            cost=ONE_BACKWARD if gradients else NO_GRADIENT,
             compute=compute,
             layer_gradients=gradients,
-            needs=("layer",),
+            needs=Needs(layer=True),
         )
     )
 
@@ -145,4 +158,5 @@ _register(
     "First principal component of the layer's activations: no gradient, not class-specific.",
     "ReLU(centred(A) v₁), v₁ first right singular vector, sign Σ_k v₁k ≥ 0",
     "Muhammad & Yeasin 2020, arXiv:2008.00299",
+    gradients=False,
 )

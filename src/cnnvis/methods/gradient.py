@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..capture import Recording
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo
+from .registry import register
 
 
 def gradient(rec: Recording, layer: str | None = None) -> torch.Tensor:
@@ -25,7 +26,7 @@ def deconvnet(rec: Recording, layer: str | None = None) -> torch.Tensor:
     return rec.input_gradient("deconvnet")
 
 
-ONE_PASS = "1 forward + 1 backward"
+ONE_PASS = Cost("1 forward + 1 backward", backwards=1)
 
 register(
     MethodInfo(
@@ -35,7 +36,7 @@ register(
         summary="Vanilla gradient of the class score with respect to the input pixels.",
         formula="∂y_c/∂x",
         paper="Simonyan, Vedaldi & Zisserman 2014, arXiv:1312.6034",
-        passes=ONE_PASS,
+        cost=ONE_PASS,
         compute=gradient,
         input_rules=("plain",),
     )
@@ -48,7 +49,7 @@ register(
         summary="Gradient where every ReLU passes only positive gradients at positive inputs.",
         formula="ReLU backward: 1[x>0]·max(g, 0)",
         paper="Springenberg et al. 2015, arXiv:1412.6806",
-        passes=ONE_PASS,
+        cost=ONE_PASS,
         compute=guided_backprop,
         input_rules=("guided",),
     )
@@ -61,7 +62,7 @@ register(
         summary="Zeiler & Fergus' deconvnet: ReLU applied to the backward signal itself.",
         formula="ReLU backward: max(g, 0)",
         paper="Zeiler & Fergus 2014, arXiv:1311.2901",
-        passes=ONE_PASS,
+        cost=ONE_PASS,
         compute=deconvnet,
         input_rules=("deconvnet",),
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..capture import Recording
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo
+from .registry import register
 
 
 def gradient_x_input(rec: Recording, layer: str | None = None) -> torch.Tensor:
@@ -24,7 +25,7 @@ register(
         summary="The input times its gradient: each pixel's first-order contribution.",
         formula="x ⊙ ∂y_c/∂x",
         paper="Shrikumar et al. 2016, arXiv:1605.01713",
-        passes="1 forward + 1 backward",
+        cost=Cost("1 forward + 1 backward", backwards=1),
         compute=gradient_x_input,
         input_rules=("plain",),
     )

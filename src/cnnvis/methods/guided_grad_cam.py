@@ -7,7 +7,8 @@ import torch
 from ..capture import Recording
 from ..postprocess import upsample
 from .cam import grad_cam
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import register
 
 
 def guided_grad_cam(rec: Recording, layer: str | None) -> torch.Tensor:
@@ -25,10 +26,10 @@ register(
         summary="Guided backprop masked by the upsampled Grad-CAM: class-specific and sharp.",
         formula="GB ⊙ upsample(Grad-CAM)",
         paper="Selvaraju et al. 2017, arXiv:1610.02391",
-        passes="1 forward + 2 backward (one per layer set, one guided)",
+        cost=Cost("1 forward + 2 backward (one per layer set, one guided)", backwards=2),
         compute=guided_grad_cam,
         input_rules=("guided",),
         layer_gradients=True,
-        needs=("layer",),
+        needs=Needs(layer=True),
     )
 )

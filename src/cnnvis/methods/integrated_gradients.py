@@ -16,7 +16,8 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import fast_settings
 from ._batching import accumulator, choice, chunks, input_gradients, positive_int
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import register
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,12 @@ register(
         summary="Gradients averaged along the path from a baseline (a blurred copy) to the input.",
         formula="(x−x′) ⊙ ∫₀¹ ∂y_c/∂x(x′+α(x−x′)) dα",
         paper="Sundararajan, Taly & Yan 2017, arXiv:1703.01365",
-        passes="1 forward + steps forward/backward pairs (in batches) + 1 forward of x′",
+        cost=Cost(
+            "1 forward + steps forward/backward pairs (in batches) + 1 forward of x′",
+            forwards=2,
+            per="step",
+        ),
         compute=integrated_gradients,
-        needs=("baseline",),
+        needs=Needs(baseline=True),
     )
 )

@@ -11,7 +11,8 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import fast_settings
 from ._batching import accumulator, chunks, positive_int, scoring
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import register
 
 
 def _triple(name: str, value: int | tuple[int, ...], channels: int) -> tuple[int, int, int]:
@@ -105,8 +106,12 @@ register(
         summary="Score drop when a sliding window of the image is greyed out (set to the mean).",
         formula="mean over windows W ∋ p of y(x) − y(x with W filled)",
         paper="Zeiler & Fergus 2014, arXiv:1311.2901",
-        passes="1 forward per window position + 2 of the input (in batches, no backward)",
+        cost=Cost(
+            "1 forward per window position + 2 of the input (in batches, no backward)",
+            forwards=2,
+            per="window",
+        ),
         compute=occlusion,
-        needs=("window size",),
+        needs=Needs(window=True),
     )
 )

@@ -3,41 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import torch
-
-from ..errors import MethodError, unknown
-
-Compute = Callable[..., torch.Tensor]
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """What a method is, what it needs and what it costs.
-
-    `compute(recording, layer)` returns the raw signed map: (N, 3, H, W) for pixel methods,
-    (N, h, w) at the layer's resolution for CAMs (the API upsamples those to the input).
-    """
-
-    name: str
-    kind: str  # "pixel" | "cam"
-    summary: str
-    formula: str
-    paper: str
-    passes: str
-    compute: Compute
-    input_rules: tuple[str, ...] = ()
-    layer_gradients: bool = False
-    needs: tuple[str, ...] = ()
-    order: int = 100  # position in listings: 10s gradient family, 20s CAMs, ...
-    per_channel: bool = False  # one forward per channel of the layer (Score-CAM, Ablation-CAM)
-
-    @property
-    def needs_layer(self) -> bool:
-        return self.kind == "cam" or "layer" in self.needs
-
+from ..errors import Hint, MethodError, unknown
+from .facts import MethodInfo
 
 _REGISTRY: dict[str, MethodInfo] = {}
 
@@ -45,7 +13,7 @@ _REGISTRY: dict[str, MethodInfo] = {}
 def register(info: MethodInfo) -> MethodInfo:
     """Add a method; its name must be new."""
     if info.name in _REGISTRY:
-        raise ValueError(f"method {info.name!r} is already registered")
+        raise MethodError(f"method {info.name!r} is already registered")
     _REGISTRY[info.name] = info
     return info
 
@@ -55,10 +23,39 @@ def get_method(name: str) -> MethodInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise MethodError(unknown("method", name, _REGISTRY, "see cnnvis.list_methods()")) from None
+        names = [m.name for m in list_methods()]
+        raise MethodError(unknown("method", name, names), hint=Hint("methods")) from None
 
 
-def list_methods(pattern: str = "*") -> list[MethodInfo]:
-    """Registered methods whose name matches the glob `pattern`, by `order`, then name."""
+def list_methods(pattern: str = "*", *, torchscript: bool = False) -> list[MethodInfo]:
+    """Registered methods whose name matches the glob `pattern`, by `order`, then name;
+    `torchscript=True`: only those that run on a TorchScript model (see `scripted_methods`)."""
     found = [m for n, m in _REGISTRY.items() if fnmatch.fnmatch(n, pattern)]
+    if torchscript:
+        found = [m for m in found if _runs_scripted(m)]
     return sorted(found, key=lambda m: (m.order, m.name))
+
+
+def _runs_scripted(info: MethodInfo) -> bool:
+    """No layer (no forward hook can be put inside TorchScript) and no guided or deconvnet
+    rule (no activation call is seen)."""
+    return not info.needs_layer and set(info.input_rules) <= {"plain"}
+
+
+def scripted_methods() -> list[str]:
+    """The registered methods that work on a TorchScript model: no layer (no forward hook can
+    be put inside TorchScript) and no guided or deconvnet rule (no activation call is seen);
+    a wrapping method (SmoothGrad) last, with the bases it can wrap there."""
+    plain = list_methods(torchscript=True)
+    direct = [m.name for m in plain if not m.wraps_method]
+    wrapping = [
+        f"{m.name} (base {_or_list([b for b in m.needs.base_methods if b in direct])})"
+        for m in plain
+        if m.wraps_method
+    ]
+    return direct + wrapping
+
+
+def _or_list(names: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return " or ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))

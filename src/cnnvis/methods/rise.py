@@ -12,7 +12,8 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import fast_settings
 from ._batching import accumulator, choice, chunks, positive_int, scoring
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import register
 
 
 class MaskBank:
@@ -94,8 +95,8 @@ register(
         summary="Scores of randomly masked copies of the image, averaged with the masks as weights.",
         formula="Σ_i y(x ⊙ M_i) M_i / (N·p)",
         paper="Petsiuk, Das & Saenko 2018, arXiv:1806.07421",
-        passes="1 forward per mask (N, in batches, no backward)",
+        cost=Cost("1 forward per mask (N, in batches, no backward)", forwards=0, per="mask"),
         compute=rise,
-        needs=("number of masks",),
+        needs=Needs(masks=True),
     )
 )

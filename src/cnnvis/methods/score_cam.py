@@ -45,7 +45,8 @@ from ..errors import MethodError
 from ..forwards import fast_settings
 from ._batching import choice, positive_int, scoring
 from .cam import layer_activation, weighted_sum
-from .registry import MethodInfo, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import register
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,11 @@ register(
         summary="Feature maps weighted by the class score of the input masked by each of them.",
         formula="Σ_k softmax_k(y_c(X ⊙ norm(up(A_k)))) A_k",
         paper="Wang et al. 2020, arXiv:1910.01279",
-        passes="1 forward + 1 per distinct non-constant channel (batched, no gradients)",
+        cost=Cost(
+            "1 forward + 1 per distinct non-constant channel (batched, no gradients)",
+            per="channel",
+        ),
         compute=score_cam,
-        needs=("layer",),
-        per_channel=True,
+        needs=Needs(layer=True),
     )
 )

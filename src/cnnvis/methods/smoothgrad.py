@@ -10,7 +10,8 @@ import torch
 from ..capture import Recording
 from ..errors import MethodError
 from ._batching import accumulator, choice, chunks, positive_int
-from .registry import MethodInfo, get_method, register
+from .facts import Cost, MethodInfo, Needs
+from .registry import get_method, register
 
 BASES = ("gradient", "guided-backprop", "deconvnet", "gradient-x-input", "integrated-gradients")
 VARIANTS = ("smoothgrad", "smoothgrad-sq", "vargrad")
@@ -92,8 +93,8 @@ register(
         summary="A pixel method (default: gradient) averaged over noisy copies of the input.",
         formula="1/n Σ_i M(x + ε_i), ε_i ~ N(0, σ²)",
         paper="Smilkov et al. 2017, arXiv:1706.03825",
-        passes="1 forward + samples × the base method's passes (in batches)",
+        cost=Cost("1 forward + samples × the base method's passes (in batches)", per="sample"),
         compute=smoothgrad,
-        needs=("base method",),
+        needs=Needs(base_methods=BASES),
     )
 )

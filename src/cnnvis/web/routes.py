@@ -80,25 +80,7 @@ def models(request: Request) -> dict[str, Any]:
 def methods() -> list[dict[str, Any]]:
     from ..methods import list_methods
 
-    return [
-        {
-            "name": m.name,
-            "kind": m.kind,
-            "summary": m.summary,
-            "formula": m.formula,
-            "paper": m.paper,
-            "passes": m.passes,
-            "needs": list(m.needs),
-            "needs_layer": m.needs_layer,
-            "many_passes": _many_passes(m.passes),
-        }
-        for m in list_methods()
-    ]
-
-
-def _many_passes(passes: str) -> bool:
-    """Whether a method's cost grows with a count (steps, samples, masks, windows, channels)."""
-    return bool(re.search(r"\bsteps\b|\bsamples\b|\bper (?!layer)", passes))
+    return [m.to_row() for m in list_methods()]
 
 
 @router.get("/samples", response_model=SamplesOut, summary="The bundled sample images")

@@ -26,6 +26,7 @@ class ModelsOut(BaseModel):
     models: list[ModelOut]
 
 
+# one row of MethodInfo.to_row() (tests/methods/test_registry.py checks the keys match)
 class MethodOut(BaseModel):
     name: str
     kind: str = Field(description="pixel: a map per input pixel; cam: a map at a layer")

@@ -1,7 +1,7 @@
-"""Documentation generated from the method registry (the README's method table).
+"""The README's method table, generated from the method registry (`MethodInfo.to_row()`).
 
-python -m cnnvis.docs            # print the table
-python -m cnnvis.docs --write    # update README.md between its markers
+python docs/gen_methods_table.py            # print the table
+python docs/gen_methods_table.py --write    # update README.md between its markers
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import re
 import sys
 from pathlib import Path
 
-from .methods import list_methods
+from cnnvis.methods import list_methods
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"
 
 
@@ -21,16 +22,16 @@ def method_table() -> str:
         "| method | kind | what it shows | formula | paper | needs | cost |",
         "|---|---|---|---|---|---|---|",
     ]
-    for m in list_methods():
-        needs = ", ".join(m.needs) or "-"
+    for row in (m.to_row() for m in list_methods()):
+        needs = ", ".join(row["needs"]) or "-"
         rows.append(
-            f"| `{m.name}` | {m.kind} | {m.summary} | {m.formula} | {m.paper} | {needs} "
-            f"| {m.passes} |"
+            f"| `{row['name']}` | {row['kind']} | {row['summary']} | {row['formula']} "
+            f"| {row['paper']} | {needs} | {row['passes']} |"
         )
     return "\n".join(rows)
 
 
-def update_readme(path: Path) -> bool:
+def update_readme(path: Path = README) -> bool:
     """Replace the table between the markers; True when the file changed."""
     text = path.read_text()
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
@@ -42,6 +43,6 @@ def update_readme(path: Path) -> bool:
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
-        update_readme(Path("README.md"))
+        update_readme()
     else:
         print(method_table())

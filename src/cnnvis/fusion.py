@@ -18,9 +18,9 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import MethodError
-from ..explanation import Explanation, Sweep
-from ..postprocess import normalize
+from .errors import MethodError
+from .explanation import Explanation, Sweep
+from .postprocess import normalize
 
 FUSIONS = ("mean", "max")
 
