@@ -39,12 +39,14 @@ BASELINE_STYLE = {
 
 
 def _figure(width: float, height: float) -> Figure:
+    """An empty Figure (inches, 100 dpi) on its own Agg canvas, never pyplot."""
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
 
 
 def _style(ev: Evaluation, name: str) -> dict[str, Any]:
+    """Line style of a map: a method's colour, its reversed order dash-dotted, baselines dashed."""
     if name in ev.methods:
         return {"color": METHOD_COLORS[ev.methods.index(name) % len(METHOD_COLORS)], "lw": 2.0}
     if name.startswith("reversed:"):
@@ -246,12 +248,14 @@ def figures(ev: Evaluation) -> dict[str, Figure]:
 
 
 def _slug(text: str) -> str:
+    """An image name as a file-name part: "sample:cat" -> "cat", "a/b.jpg" -> "b"."""
     text = text.removeprefix("sample:")
     text = Path(text).stem if ("/" in text or "\\" in text or "." in text) else text
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "image"
 
 
 def png_bytes(fig: Figure, dpi: int = 90) -> bytes:
+    """The figure drawn as PNG bytes on a white background."""
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=dpi, facecolor="white")
     return out.getvalue()

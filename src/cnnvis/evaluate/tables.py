@@ -118,6 +118,7 @@ def _at(values: Sequence[float], at: int) -> float:
 
 
 def flag_heading(flags: Sequence[Flag]) -> str:
+    """What the flags say, e.g. "does not beat a baseline / map ignores randomized weights"."""
     reasons = []
     if any(f.metric in METRICS for f in flags):
         reasons.append("does not beat a baseline")

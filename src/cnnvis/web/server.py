@@ -48,6 +48,7 @@ class Server:
 
     @property
     def served(self) -> str:
+        """The name of the model the server was started with."""
         return self.config.model_name
 
     def _load(self, name: str, weights: str | None) -> LoadedModel:
@@ -68,6 +69,7 @@ class Server:
         return name, "DEFAULT"
 
     def model(self, name: str | None) -> LoadedModel:
+        """A requested model (the served one if `name` is empty), loaded or from the cache."""
         return self.models.get(*self.model_key(name))
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
@@ -80,12 +82,14 @@ class Server:
         return await loop.run_in_executor(self._executor, functools.partial(work, *args))
 
     def close(self) -> None:
+        """Stop the worker threads (queued work is cancelled)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
 
 def _looks_like_file(name: str) -> bool:
+    """Whether a requested model name points at a file rather than a registry name."""
     from ..zoo.names import MODEL_FILE_SUFFIXES
 
     return (
