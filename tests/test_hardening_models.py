@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 import cnnvis
-from cnnvis.errors import Hint
 from cnnvis.cli import main
+from cnnvis.errors import Hint
 from cnnvis.model import _TWINS, LoadedModel, Preprocess
 
 from conftest import TinyCNN

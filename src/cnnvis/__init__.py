@@ -22,31 +22,13 @@ from .errors import (
 )
 from .explanation import Explanation, Prediction, Sweep
 from .fusion import fuse_layers
+from .images import load_image
 from .layers import LayerInfo, default_layer, list_layers
 from .methods import MethodInfo, get_method, list_methods
 from .model import LoadedModel, Preprocess
+from .zoo import load_model
 
 __version__ = "0.1.0"
-
-
-def load_model(*args, **kwargs) -> LoadedModel:
-    """Load a model by name: "default" (offline), "torchvision:NAME", "timm:NAME" or a file.
-
-    See `cnnvis.zoo.load_model` for the arguments.
-    """
-    from .zoo import load_model as _load_model
-
-    return _load_model(*args, **kwargs)
-
-
-def load_image(*args, **kwargs):
-    """Load an image as PIL RGB: a path, "sample:NAME", a PIL image, an array or bytes.
-
-    See `cnnvis.images.load_image` for the arguments.
-    """
-    from .images import load_image as _load_image
-
-    return _load_image(*args, **kwargs)
 
 
 def __getattr__(name: str):

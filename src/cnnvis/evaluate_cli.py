@@ -155,7 +155,7 @@ def _fractions(text: str) -> list[float]:
 def _sources(images: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """The readable images (folders expanded); the unreadable ones reported and kept aside."""
     from .errors import ImageError
-    from .evaluate.runner import image_sources
+    from .evaluate.inputs import image_sources
     from .images import load_image
 
     good, failed = [], []
@@ -174,7 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .cli import dump_json, relative
     from .commands import _exit_code, _load_model, _methods, _params, _target
     from .evaluate import EvaluationError, evaluate
-    from .evaluate.report import to_json
+    from .evaluate.saving import to_json
     from .targets import UnitTarget
 
     methods = _methods(args.methods)

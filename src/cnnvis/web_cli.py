@@ -136,20 +136,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def check_model_name(name: str) -> None:
     """Refuse an unknown model name at start (ModelError with suggestions), without loading it."""
-    from . import zoo
+    from .zoo.names import NAME_HINT, parse_name
+    from .zoo.timm_loader import check_timm_arch
+    from .zoo.torchvision_loader import torchvision_arch
 
-    source, arch = zoo._parse_name(name)
+    source, arch = parse_name(name)
     if source == "torchvision":
-        zoo._torchvision_arch(arch)
+        torchvision_arch(arch)
     elif source == "timm":
-        zoo._check_timm_arch(arch)
+        check_timm_arch(arch)
     elif source == "file":
         from pathlib import Path
 
         from .errors import ModelError
 
         if not Path(arch).expanduser().is_file():
-            raise ModelError(f"model file not found: {arch} ({zoo.NAME_HINT})")
+            raise ModelError(f"model file not found: {arch} ({NAME_HINT})")
 
 
 def is_loopback(host: str) -> bool:

@@ -17,9 +17,9 @@ Gaussian, Sobel edges, and each method's own reversed (least-relevant-first) ord
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
-from typing import Any
 
 from .baselines import BASELINES, centre_gaussian, smooth_random, sobel_edges
 from .errors import EvaluationError
@@ -41,8 +41,10 @@ from .localisation import (
     load_boxes,
     pointing_game,
 )
-from .result import GROUPS, METRICS, Evaluation, Flag, Metric, Score
-from .runner import evaluate, resolve_metrics
+from .metrics import GROUPS, METRICS, Metric
+from .protocol import resolve_metrics
+from .result import Evaluation, Flag, Score
+from .runner import evaluate
 from .sanity import MODES, RandomizationResult, model_randomization, randomization_groups
 from .similarity import MEASURES, hog_similarity, spearman, ssim
 
@@ -89,8 +91,9 @@ __all__ = [
 class _CallableModule(types.ModuleType):
     """`cnnvis.evaluate(...)` calls `evaluate`; `cnnvis.evaluate.bench` etc. stay reachable."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Evaluation:
-        return evaluate(*args, **kwargs)
+    __call__ = staticmethod(evaluate)
 
 
+# `inspect.signature(cnnvis.evaluate)` and `help` show `evaluate`'s own parameters
+__signature__ = inspect.signature(evaluate)
 sys.modules[__name__].__class__ = _CallableModule

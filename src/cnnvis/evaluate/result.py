@@ -9,77 +9,9 @@ from typing import Any
 
 from .baselines import ORDER_METRICS, REVERSED_PREFIX, SHARED_BASELINES
 from .faithfulness import Curve
+from .metrics import METRICS, RANDOMIZATION_MODES
 from .sanity import RandomizationResult
 
-
-@dataclass(frozen=True)
-class Metric:
-    """A per-image metric: its name, group, which direction is better, and a one-line summary."""
-
-    name: str
-    group: str
-    better: str  # "lower" | "higher"
-    summary: str
-
-    def beats(self, a: float, b: float) -> bool:
-        """Whether value `a` is strictly better than `b`."""
-        return a < b if self.better == "lower" else a > b
-
-
-METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric(
-            "deletion",
-            "faithfulness",
-            "lower",
-            "AUC of p(class) as the most relevant pixels go first (RISE)",
-        ),
-        Metric(
-            "insertion",
-            "faithfulness",
-            "higher",
-            "AUC of p(class) as the most relevant pixels come back first (RISE)",
-        ),
-        Metric(
-            "average-drop",
-            "faithfulness",
-            "lower",
-            "max(0, Y - O) / Y, O on the image weighted by the map",
-        ),
-        Metric("increase", "faithfulness", "higher", "share of images where O > Y"),
-        Metric(
-            "road-morf",
-            "faithfulness",
-            "lower",
-            "mean p(class), most relevant removed first, noisy linear imputation",
-        ),
-        Metric(
-            "road-lerf",
-            "faithfulness",
-            "higher",
-            "mean p(class), least relevant removed first, noisy linear imputation",
-        ),
-        Metric(
-            "pointing-game",
-            "localisation",
-            "higher",
-            "hit if the map's maximum is within the tolerance of the object",
-        ),
-        Metric(
-            "energy-pointing-game",
-            "localisation",
-            "higher",
-            "share of the map's positive mass inside the object",
-        ),
-    )
-}
-RANDOMIZATION_MODES: tuple[str, ...] = ("cascading", "independent")
-GROUPS: dict[str, tuple[str, ...]] = {
-    "faithfulness": tuple(n for n, m in METRICS.items() if m.group == "faithfulness"),
-    "localisation": tuple(n for n, m in METRICS.items() if m.group == "localisation"),
-    "sanity": RANDOMIZATION_MODES,
-}
 INSENSITIVE = 0.5  # Spearman |.| and signed, mean over images: the map did not change
 
 
@@ -218,17 +150,17 @@ class Evaluation:
                     found.append(Flag(method, "cascading", where, mean, INSENSITIVE))
         return found
 
-    # outputs (drawing and formatting live in cnnvis.evaluate.report)
+    # outputs (text in .tables, drawing in .figures, HTML in .html_section, files in .saving)
 
     def table(self) -> str:
         """The terminal table: mean per map x metric, flags and notes below."""
-        from .report import text_table
+        from .tables import text_table
 
         return text_table(self)
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """Per-image scores as CSV (image, map, role, metric, value); written to `path` if given."""
-        from .report import scores_csv
+        from .tables import scores_csv
 
         text = scores_csv(self)
         if path is not None:
@@ -237,19 +169,19 @@ class Evaluation:
 
     def figures(self) -> dict[str, Any]:
         """{name: matplotlib Figure}: curves per image, the summary, randomization curves/maps."""
-        from .report import figures
+        from .figures import figures
 
         return figures(self)
 
     def html(self) -> str:
         """An HTML fragment (<section>) with the tables and the figures as base64 PNGs."""
-        from .report import html_section
+        from .html_section import html_section
 
         return html_section(self)
 
     def save(self, folder: str | Path) -> dict[str, Path]:
         """Write CSVs, PNGs, evaluation.html and evaluation.json into `folder`."""
-        from .report import save
+        from .saving import save
 
         return save(self, Path(folder))
 

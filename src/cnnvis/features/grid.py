@@ -10,6 +10,7 @@ import torch
 
 from .. import render
 from ..errors import ImageError
+from ..render import panels as layout
 
 
 def make_grid(
@@ -46,9 +47,7 @@ def grid_figure(
     panel_size: float = 1.6,
 ):
     """A matplotlib figure of the images with a title each (see `render.save_figure`)."""
-    panels = [
-        render._image_panel(image, title) for image, title in zip(images, titles, strict=True)
-    ]
+    panels = [layout.image_panel(image, title) for image, title in zip(images, titles, strict=True)]
     cols = ncols or min(8, math.ceil(math.sqrt(len(panels))))
-    grid = render._wrap(panels, cols)
-    return render._grid_figure(grid, panel_size, render.TITLE_SIZE - 1, suptitle)
+    grid = layout.wrap(panels, cols)
+    return layout.grid_figure(grid, panel_size, layout.TITLE_SIZE - 1, suptitle)

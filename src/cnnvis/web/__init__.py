@@ -9,7 +9,8 @@ Needs the `web` extra (FastAPI, uvicorn, python-multipart): pip install 'cnnvis[
 from __future__ import annotations
 
 try:
-    from .app import ServerConfig, create_app
+    from .app import create_app
+    from .server import ServerConfig
 except ImportError as error:  # pragma: no cover - depends on the installed extras
     if error.name not in ("fastapi", "starlette", "multipart", "python_multipart", "pydantic"):
         raise

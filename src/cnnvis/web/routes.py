@@ -17,7 +17,6 @@ from ..errors import CnnvisError, MethodError
 from ..explanation import Explanation, Sweep
 from ..model import LoadedModel
 from . import views
-from .app import Server
 from .forms import ClassifyForm, ExplainForm, FormError, SweepForm, Upload, read_form, request_body
 from .schemas import (
     ClassifyOut,
@@ -31,6 +30,7 @@ from .schemas import (
     SamplesOut,
     SweepOut,
 )
+from .server import Server
 from .state import Result
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -14,8 +14,8 @@ from PIL import Image
 
 from cnnvis import errors
 from cnnvis.explanation import Explanation, Sweep
+from cnnvis.postprocess import DisplayError
 from cnnvis.render import (
-    DisplayError,
     colormap,
     explanation_figure,
     figure_png,
@@ -337,7 +337,7 @@ def test_figures_are_thread_safe_and_use_no_pyplot():
         "r.heatmap(torch.rand(4, 4)); "
         "print('matplotlib.pyplot' in sys.modules)"
     )
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -1,0 +1,101 @@
+"""The server's state, shared by the app and its routes: the settings (`ServerConfig`) and the
+`Server` that holds the model cache, the results and the worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from ..errors import ModelError
+from ..model import LoadedModel
+from .state import ModelCache, ResultStore
+
+MB = 1_000_000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a server is set up; see `create_app` for the meaning of each field."""
+
+    model_name: str = "default"
+    weights: str | None = "DEFAULT"
+    device: str | None = None
+    output: str | None = None
+    max_upload_bytes: int = 20 * MB
+    max_pixels: int = 50_000_000
+    cache_size: int = 2
+    max_results: int = 16
+    workers: int = 2
+
+
+class Server:
+    """The app's state: its settings, the model cache, the results and the worker threads."""
+
+    def __init__(self, config: ServerConfig, model: LoadedModel | None = None) -> None:
+        if model is not None:
+            config = replace(config, model_name=model.name)
+        self.config = config
+        pinned = {(config.model_name, config.weights): model} if model is not None else None
+        self.models = ModelCache(self._load, config.cache_size, pinned)
+        self.results = ResultStore(config.max_results)
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def served(self) -> str:
+        """The name of the model the server was started with."""
+        return self.config.model_name
+
+    def _load(self, name: str, weights: str | None) -> LoadedModel:
+        from ..zoo import load_model
+
+        return load_model(name, weights=weights, device=self.config.device)
+
+    def model_key(self, name: str | None) -> tuple[str, str | None]:
+        """(name, weights) for a requested model; model files only if the server was given one."""
+        name = (name or "").strip() or self.served
+        if name == self.served:
+            return name, self.config.weights
+        if _looks_like_file(name):
+            raise ModelError(
+                f"{name!r} names a model file; this server only loads files named when it was "
+                f"started (cnnvis serve --model FILE); choose a model from /api/models"
+            )
+        return name, "DEFAULT"
+
+    def model(self, name: str | None) -> LoadedModel:
+        """A requested model (the served one if `name` is empty), loaded or from the cache."""
+        return self.models.get(*self.model_key(name))
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run model work on the worker threads; requests beyond `workers` wait their turn."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=max(1, self.config.workers), thread_name_prefix="cnnvis-web"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(work, *args))
+
+    def close(self) -> None:
+        """Stop the worker threads (queued work is cancelled)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _looks_like_file(name: str) -> bool:
+    """Whether a requested model name points at a file rather than a registry name."""
+    from ..zoo.names import MODEL_FILE_SUFFIXES
+
+    return (
+        "/" in name
+        or "\\" in name
+        or name.startswith(("~", "."))
+        or name.lower().endswith(MODEL_FILE_SUFFIXES)
+        or os.path.exists(name)
+    )

@@ -1,0 +1,72 @@
+"""Model names: the sources, a name split into (source, architecture), the names each source knows."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ModelError, closest, unknown
+
+DEFAULT_NAMES = ("default", "efficientnet-lite0", "efficientnet_lite0")
+SOURCES = ("default", "torchvision", "timm")
+MODEL_FILE_SUFFIXES = (".pt", ".pth", ".ts", ".pkl", ".ckpt", ".bin", ".jit", ".torchscript")
+NAME_HINT = "models are 'default', 'torchvision:NAME', 'timm:NAME' or a file; see `cnnvis models`"
+
+
+def torchvision_models() -> list[str]:
+    """The names of torchvision's classification models (as in `torchvision:NAME`)."""
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def timm_names() -> list[str]:
+    """timm's registered architecture names."""
+    import timm
+
+    return list(timm.list_models())
+
+
+def parse_name(name: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """Split a model name into (source, architecture); source "file" for paths."""
+    if name is None:
+        return "default", ""
+    if isinstance(name, os.PathLike):
+        return "file", os.fspath(name)
+    if not isinstance(name, str):
+        raise ModelError(f"a model name must be a string or a path, got {type(name).__name__}")
+    text = name.strip()
+    if text.lower() in DEFAULT_NAMES:
+        return "default", ""
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix.lower() in ("torchvision", "timm"):
+        if not rest:
+            raise ModelError(
+                f"model name {name!r} lacks the architecture, e.g. '{prefix}:resnet18'"
+            )
+        return prefix.lower(), rest.strip()
+    if looks_like_path(text):
+        return "file", text
+    if sep and len(prefix) > 1:
+        raise ModelError(unknown("model source", prefix, SOURCES, hint=NAME_HINT))
+    raise ModelError(_unknown_bare_name(text))
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a name means a file: it exists, has a separator, or a model-file suffix."""
+    return (
+        os.path.exists(text)
+        or "/" in text
+        or "\\" in text
+        or text.lower().endswith(MODEL_FILE_SUFFIXES)
+    )
+
+
+def _unknown_bare_name(name: str) -> str:
+    """The message for a name without a source prefix, suggesting prefixed names."""
+    near = closest(name, DEFAULT_NAMES, n=1)
+    near += [f"torchvision:{n}" for n in closest(name, torchvision_models(), n=3)]
+    near += [f"timm:{n}" for n in closest(name, timm_names(), n=3)]
+    msg = f"unknown model {name!r}"
+    if near:
+        msg += f"; did you mean: {', '.join(near)}?"
+    return f"{msg} ({NAME_HINT})"
