@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..report import data_uri, esc
+from ..html import data_uri, esc
 from .result import METRICS, RANDOMIZATION_MODES, Evaluation, Flag
 from .similarity import unit_scale
 
@@ -541,7 +541,7 @@ def html_section(ev: Evaluation, pngs: dict[str, bytes] | None = None) -> str:
 def save(ev: Evaluation, folder: Path) -> dict[str, Path]:
     """Write scores.csv, summary.csv, curves.csv, randomization.csv, one PNG per figure,
     evaluation.json and evaluation.html (a full page around `html_section`)."""
-    from ..report import page
+    from ..html import page
 
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
