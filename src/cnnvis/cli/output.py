@@ -3,7 +3,7 @@
 OUT/<image>/ holds input.png, the figures, two PNGs per map (its display and the signed raw
 map), the raw maps (maps.npz, or sweep-METHOD.npz and one PNG per layer) and the manifest;
 OUT/report.html is the page over all of them. Each writer returns the image's entry: the facts
-that its manifest, the report and the terminal summary are made from.
+that its manifest, the report and the terminal summary (`print_summary`) are made from.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def _stem(source: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def image_entry(source: str, folder: Path, image: Any, first: Explanation, index: int) -> dict:
+def image_entry(
+    source: str, folder: Path, image: Any, first: Explanation, index: int
+) -> dict[str, Any]:
     """The start of an image's entry: where it came from and went, its target and predictions."""
     return {
         "source": source,

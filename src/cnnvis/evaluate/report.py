@@ -1,5 +1,5 @@
 """The evaluation's outputs: a terminal table, CSV files, matplotlib Figures (never pyplot) and
-an HTML fragment with the figures embedded as base64 PNGs, for `cnnvis.report` to include."""
+an HTML fragment with the figures embedded as base64 PNGs, for `cnnvis.run_report` to include."""
 
 from __future__ import annotations
 
