@@ -6,8 +6,6 @@ seeded CNN of conftest.py with a few steps on small images.
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import torch
 from torch import nn
@@ -279,12 +277,12 @@ def test_top_patches_pad_with_grey_at_the_border():
 
 
 def run_cli(argv: list[str]) -> int:
-    from cnnvis.features_cli import add_parser
+    from cnnvis.cli import features as features_command
+    from cnnvis.cli.main import build_parser
 
-    parser = argparse.ArgumentParser(prog="cnnvis")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["features", *argv])
-    return args.handler(args)
+    args = build_parser().parse_args(["features", *argv])
+    assert args.run is features_command.run
+    return args.run(args)
 
 
 def test_cli_target_grid_and_top_patches(tmp_path, capsys):

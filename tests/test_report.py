@@ -9,7 +9,8 @@ import re
 from PIL import Image
 
 from cnnvis.explanation import Prediction
-from cnnvis.report import data_uri, href, predictions_table, write_report
+from cnnvis.html import data_uri, href, predictions_table
+from cnnvis.run_report import write_report
 
 
 def _png(path, colour=(200, 30, 30), size=(8, 6)):

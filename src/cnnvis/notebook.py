@@ -16,8 +16,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from .explanation import Explanation, Prediction, Sweep
-from .report import data_uri, esc
-from .report import predictions_table as _table_html
+from .html import data_uri, esc
+from .html import predictions_table as _table_html
 
 MAX_FIGURES = 4  # images of a batch drawn in one HTML display
 

@@ -165,7 +165,7 @@ def test_table_csv_figures_html_and_files(tiny_eval, tmp_path):
 
 
 def test_the_evaluation_is_a_section_of_the_html_report(tiny_eval, tmp_path):
-    from cnnvis.report import write_report
+    from cnnvis.run_report import write_report
 
     run = {"command": "explain", "model": "tiny", "methods": ["grad-cam"]}
     entry = {"source": "a.png", "folder": "a", "files": {}, "target": {"index": 1, "name": "x"}}
@@ -179,21 +179,19 @@ def test_the_evaluation_is_a_section_of_the_html_report(tiny_eval, tmp_path):
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from cnnvis.evaluate_cli import add_parser
+    from cnnvis.cli.main import build_parser
 
-    parser = argparse.ArgumentParser(prog="cnnvis")
-    add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["evaluate", *argv])
+    return build_parser().parse_args(["evaluate", *argv])
 
 
 def test_the_command(tmp_path, capsys):
-    from cnnvis.evaluate_cli import cmd_evaluate
+    from cnnvis.cli.evaluate import run as cmd_evaluate
 
     out = tmp_path / "out"
     args = _parse(["sample:cat", "--methods", "grad-cam", "--metrics", "deletion,pointing-game",
                    "--steps", "2", "--random-draws", "1", "--baselines", "random,centre",
                    "--out", str(out)])  # fmt: skip
-    assert args.handler is cmd_evaluate
+    assert args.run is cmd_evaluate
     args.quiet, args.debug = True, False
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # runtime only: see test_evaluate_known.one_thread

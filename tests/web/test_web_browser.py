@@ -41,8 +41,8 @@ def base_url():
     """The app with the default model under uvicorn in a thread, on a free loopback port."""
     import uvicorn
 
+    from cnnvis.cli.serve import LOOPBACK_NAMES, bind
     from cnnvis.web import create_app
-    from cnnvis.web_cli import LOOPBACK_NAMES, bind
 
     app = create_app("default", allowed_hosts=LOOPBACK_NAMES)
     sock = bind("127.0.0.1", 0)

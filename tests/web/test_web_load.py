@@ -31,13 +31,13 @@ REQUEST_TIMEOUT_S = 60
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python -m cnnvis.web_cli serve --port 0` with its own empty cwd and TMPDIR."""
+    """`python -m cnnvis serve --port 0` with its own empty cwd and TMPDIR."""
     root = tmp_path_factory.mktemp("server")
     cwd, tmp = root / "cwd", root / "tmp"
     cwd.mkdir()
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "cnnvis.web_cli", "serve", "--port", "0"]
+    command = [sys.executable, "-m", "cnnvis", "serve", "--port", "0"]
     command += ["--model", MODEL, "--weights", "none", "--quiet"]
     log = (root / "server.log").open("w")
     process = subprocess.Popen(

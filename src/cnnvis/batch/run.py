@@ -7,7 +7,6 @@ OUT/run.json               the settings and the summary of the last run
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -267,20 +266,10 @@ def _workers(workers: int | None) -> int:
 def _write_run_json(
     out: Path, lm: LoadedModel, job: Job, found: Any, summary: BatchSummary, seconds: float
 ) -> None:
-    from .. import __version__
+    from ..manifest import batch_manifest, dumps
 
-    facts = {
-        "cnnvis": __version__,
-        "model": lm.name,
-        "weights": lm.weights,
-        "input": {"root": found.root, "kind": found.kind, "ignored_files": found.ignored},
-        "target": job.target,
-        "maps": [
-            {"method": k.method, "layer": k.layer, "settings": job.settings[k]} for k in job.keys
-        ],
-        "params": job.params,
-        "summary": summary.as_dict(),
-        "seconds_total": round(seconds, 3),
-    }
-    text = json.dumps(facts, indent=2, default=str) + "\n"
+    inputs = {"root": found.root, "kind": found.kind, "ignored_files": found.ignored}
+    maps = [{"method": k.method, "layer": k.layer, "settings": job.settings[k]} for k in job.keys]
+    facts = batch_manifest(lm, inputs, job.target, maps, job.params, summary.as_dict(), seconds)
+    text = dumps(facts)
     atomic_write(out / "run.json", lambda tmp: tmp.write_text(text), out)

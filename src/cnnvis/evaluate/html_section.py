@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..report import data_uri, esc
+from ..html import data_uri, esc
 from .figures import rendered
 from .metrics import METRICS
 from .tables import ARROW, flag_heading, flag_lines, flagged_pairs, fmt_value, header_line

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def save(ev: Evaluation, folder: Path) -> dict[str, Path]:
     """Write scores.csv, summary.csv, curves.csv, randomization.csv, one PNG per figure,
     evaluation.json and evaluation.html (a full page around `html_section`)."""
-    from ..report import page
+    from ..html import page
 
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import platform
 import threading
 from dataclasses import asdict
 from typing import Any
@@ -19,8 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import __version__, render
+from .. import render
 from ..explanation import Explanation, Prediction
+from ..manifest import dumps, map_key, served_manifest
 from ..postprocess import abs_max_grayscale, is_blank, relu
 from .state import Result
 
@@ -77,11 +76,6 @@ def predictions(items: list[Prediction] | None) -> list[dict[str, Any]]:
     return [asdict(p) for p in items or []]
 
 
-def map_key(e: Explanation) -> str:
-    """The map's name in maps.npz, as the CLI writes it: 'gradient', 'grad-cam@layer4'."""
-    return e.method if e.layer is None else f"{e.method}@{e.layer}"
-
-
 def title(e: Explanation) -> str:
     return e.method if e.layer is None else f"{e.method} @ {e.layer}"
 
@@ -119,59 +113,7 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 
 def manifest_json(result: Result) -> bytes:
     """What was run on what, and the result: the fields of the CLI's manifest.json."""
-    first = result.explanations[0]
-    facts = result.facts
-    manifest = {
-        "cnnvis": __version__,
-        "command": f"serve {result.kind}",
-        "id": result.id,
-        "source": facts["source"],
-        "image_size": facts["image_size"],
-        "model": facts["model"],
-        "weights": facts["weights"],
-        "device": facts["device"],
-        "input_size": facts["input_size"],
-        "target": {
-            "requested": facts["target"],
-            "index": first.targets[0],
-            "name": first.target_names[0],
-            "probability": first.probabilities[0],
-        },
-        "predictions": predictions((first.predictions or [[]])[0]),
-        "seconds": round(facts["seconds"], 4),
-        "versions": {
-            "cnnvis": __version__,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
-    }
-    if result.sweep is not None:
-        manifest["method"] = result.sweep.method
-        manifest["layers"] = [
-            {"layer": layer, "output_shape": list(result.sweep.shapes[layer]), "npz_key": layer}
-            for layer in result.sweep.layers
-        ]
-    else:
-        manifest["layer"] = facts.get("layer")
-        manifest["methods"] = [
-            {
-                "method": e.method,
-                "kind": e.kind,
-                "layer": e.layer,
-                "npz_key": map_key(e),
-                "shape": list(e.map[0].shape),
-                "dtype": str(e.map.dtype).removeprefix("torch."),
-                "params": e.params,
-            }
-            for e in result.explanations
-        ]
-        manifest["skipped"] = facts.get("skipped", [])
-    manifest["files"] = {"maps": "maps.npz", "npz_keys": [*_npz_keys(result), "image"]}
-    return (json.dumps(manifest, indent=2, default=str) + "\n").encode()
-
-
-def _npz_keys(result: Result) -> list[str]:
-    if result.sweep is not None:
-        return list(result.sweep.layers)
-    return [map_key(e) for e in result.explanations]
+    manifest = served_manifest(
+        result.kind, result.id, result.facts, result.explanations, result.sweep
+    )
+    return dumps(manifest).encode()

@@ -1,9 +1,5 @@
-"""The `cnnvis evaluate` command: faithfulness, localisation and sanity checks of methods on
-images, each beside baselines; a table in the terminal, CSV, PNG figures and an HTML page.
-
-`cli.build_parser` adds it with `add_parser(subparsers)`; it reuses the CLI's model and common
-flags.
-"""
+"""`cnnvis evaluate`: faithfulness, localisation and sanity checks of methods on images, each
+beside baselines; a table in the terminal, CSV, PNG figures and an HTML page."""
 
 from __future__ import annotations
 
@@ -11,6 +7,26 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..errors import ImageError
+from ..evaluate import EvaluationError, evaluate
+from ..evaluate.inputs import image_sources
+from ..evaluate.saving import to_json
+from ..images import load_image
+from ..targets import UnitTarget, parse_target
+from .common import (
+    add_common,
+    add_model_args,
+    add_params,
+    command_parser,
+    dump_json,
+    exit_code,
+    load_model,
+    parse_methods,
+    parse_params,
+    positive_int,
+    relative,
+)
 
 DEFAULT_IMAGES = (
     "sample:cat",
@@ -39,27 +55,18 @@ x1, y1], "classes": [207]}]}}; CSV: image,label,x0,y0,x1,y1[,classes][,space]. C
 model-input pixels after resize and centre crop ("space": "image" for original pixels);
 x1, y1 excluded; "mask": "file.png" instead of "box" for masks.
 """
+ABOUT = "Can the maps be trusted? Faithfulness, localisation and sanity checks vs baselines."
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `evaluate` to the CLI's sub-parsers (the object `add_subparsers()` returned)."""
-    from .cli import _add_common, _add_model_args, positive_int
-
-    about = "Can the maps be trusted? Faithfulness, localisation and sanity checks vs baselines."
-    p = subparsers.add_parser(
-        "evaluate",
-        help=about,
-        description=about,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "evaluate", ABOUT, EXAMPLES)
     p.add_argument(
         "images",
         nargs="*",
         help="image files, folders or sample:NAME (default: sample:cat, coffee, rocket, motorcycle, "
         "camera)",
     )
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument(
         "--methods", default=DEFAULT_METHODS, help=f"comma-separated or all ({DEFAULT_METHODS})"
     )
@@ -120,17 +127,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--batch-size", type=positive_int, default=32, help="inputs per forward (32)"
     )
     proto.add_argument("--seed", type=int, default=0, help="same seed, same numbers (0)")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="METHOD.NAME=VALUE",
-        help="a method's parameter, repeatable: --param score-cam.batch_size=16",
-    )
+    add_params(p, "score-cam.batch_size=16")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
     p.add_argument("--no-files", action="store_true", help="print the results only, write nothing")
-    _add_common(p)
-    p.set_defaults(handler=cmd_evaluate)
+    add_common(p)
     return p
 
 
@@ -142,8 +142,6 @@ def _substrate(text: str) -> str | float:
 
 
 def _fractions(text: str) -> list[float]:
-    from .evaluate import EvaluationError
-
     try:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -154,10 +152,6 @@ def _fractions(text: str) -> list[float]:
 
 def _sources(images: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """The readable images (folders expanded); the unreadable ones reported and kept aside."""
-    from .errors import ImageError
-    from .evaluate.inputs import image_sources
-    from .images import load_image
-
     good, failed = [], []
     for name, source in image_sources(images or list(DEFAULT_IMAGES)):
         try:
@@ -169,22 +163,15 @@ def _sources(images: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     return good, failed
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run `cnnvis evaluate`; returns the exit code."""
-    from .cli import dump_json, relative
-    from .commands import _exit_code, _load_model, _methods, _params, _target
-    from .evaluate import EvaluationError, evaluate
-    from .evaluate.saving import to_json
-    from .targets import UnitTarget
-
-    methods = _methods(args.methods)
-    target = _target(args.target)
+def run(args: argparse.Namespace) -> int:
+    methods = parse_methods(args.methods)
+    target = parse_target(args.target)
     if isinstance(target, UnitTarget):
         raise EvaluationError("evaluate explains a class (top1, an index or a name), not a unit")
     good, failed = _sources(list(args.images))
     if not good:
-        return _exit_code(0, len(failed))
-    model = _load_model(args)
+        return exit_code(0, len(failed))
+    model = load_model(args)
     layer = None if args.layer in (None, "auto") else args.layer
     result = evaluate(
         model,
@@ -207,7 +194,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         randomization_groups=args.randomization_groups,
         batch_size=args.batch_size,
         seed=args.seed,
-        params=_params(args.param, methods),
+        params=parse_params(args.param, methods),
     )
     written: dict[str, Path] = {}
     if not args.no_files:
@@ -225,4 +212,4 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"\nwrote {len(written)} files to {relative(Path(args.out))}"
                 + (f"; open {relative(page)}" if page else "")
             )
-    return _exit_code(len(good), len(failed))
+    return exit_code(len(good), len(failed))

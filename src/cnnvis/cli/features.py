@@ -1,9 +1,5 @@
-"""The `cnnvis features` command: pictures of what a class, channel or neuron responds to, a
-grid of a layer's channels, or the image patches that excite a channel most.
-
-Wire it in with `add_parser(subparsers)` in `cli.build_parser` and `cmd_features` in
-`commands`; it reuses the CLI's model and common flags.
-"""
+"""`cnnvis features`: pictures of what a class, channel or neuron responds to, a grid of a
+layer's channels, or the image patches that excite a channel most."""
 
 from __future__ import annotations
 
@@ -14,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .features import (
+from ..features import (
     DEFAULT_STEPS,
     FeatureError,
     FeatureVisualization,
@@ -27,9 +23,10 @@ from .features import (
     save_image,
     top_patches,
 )
-from .features.optimize import DEFAULT_DECAY, DEFAULT_LR
-from .model import LoadedModel
-from .targets import UnitTarget
+from ..features.optimize import DEFAULT_DECAY, DEFAULT_LR
+from ..model import LoadedModel
+from ..targets import UnitTarget
+from .common import add_common, add_model_args, command_parser, load_model
 
 EXAMPLES = """examples:
   cnnvis features --target goldfish                  # the picture of a class (name or index)
@@ -40,21 +37,12 @@ EXAMPLES = """examples:
   cnnvis features --top-patches photos/ --layer blocks.3 --channel 5 --k 9
 """
 DEFAULT_OUT = "cnnvis-out/features"
+ABOUT = "Feature visualization: the input a class, channel or neuron responds to most."
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `features` to the CLI's sub-parsers (the object `add_subparsers()` returned)."""
-    from .cli import _add_common, _add_model_args
-
-    about = "Feature visualization: the input a class, channel or neuron responds to most."
-    p = subparsers.add_parser(
-        "features",
-        help=about,
-        description=about,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_model_args(p)
+    p = command_parser(subparsers, "features", ABOUT, EXAMPLES)
+    add_model_args(p)
     what = p.add_argument_group("what to show (one of --target, --layer, --top-patches)")
     what.add_argument(
         "--target",
@@ -103,15 +91,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     opt.add_argument("--pixels", action="store_true", help="optimize raw pixels, not Fourier")
     opt.add_argument("--no-decorrelate", action="store_true", help="plain RGB colours")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
-    _add_common(p)
-    p.set_defaults(handler=cmd_features)
+    add_common(p)
     return p
 
 
-def cmd_features(args: argparse.Namespace) -> int:
-    """Run `cnnvis features`; returns the exit code."""
+def run(args: argparse.Namespace) -> int:
     mode = _mode(args)
-    model = _load_model(args)
+    model = load_model(args)
     out = Path(args.out)
     if mode == "patches":
         summary = _top_patches(args, model, out)
@@ -240,13 +226,6 @@ def _top_patches(args: argparse.Namespace, model: LoadedModel, out: Path) -> dic
 # ----------------------------------------------------------------------------- helpers
 
 
-def _load_model(args: argparse.Namespace) -> LoadedModel:
-    from .zoo import load_model
-
-    weights = None if str(args.weights).lower() in ("none", "random") else args.weights
-    return load_model(args.model, weights=weights, device=args.device)
-
-
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """`maximize` keyword arguments from the optimization flags."""
     return {
@@ -319,6 +298,6 @@ def _slug(text: str) -> str:
 
 
 def _save_figure(images: Any, titles: list[str], suptitle: str, path: Path) -> Path:
-    from .render import save_figure
+    from ..render import save_figure
 
     return save_figure(grid_figure(images, titles, suptitle), path)

@@ -1,15 +1,28 @@
-"""The `cnnvis batch` command: a whole dataset into maps and a Parquet index, resumable, locally
-or on a Ray cluster.
-
-Wire it in with `add_parser(subparsers)` in `cli.build_parser` and `cmd_batch` in `commands`;
-it reuses the CLI's model and common flags.
-"""
+"""`cnnvis batch`: a whole dataset into maps and a Parquet index, resumable, locally or on a
+Ray cluster."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Any
+
+from ..errors import ImageError
+from .common import (
+    add_common,
+    add_max_pixels,
+    add_model_args,
+    add_params,
+    check_cmap,
+    command_parser,
+    dump_json,
+    exit_code,
+    load_model,
+    parse_methods,
+    parse_params,
+    positive_int,
+    set_seed,
+)
 
 DEFAULT_OUT = "cnnvis-out/batch"
 EXAMPLES = """examples:
@@ -27,23 +40,14 @@ target, method, layer, map statistics, timing, error), OUT/maps/<path under INPU
 .npz (and .png with --png) and OUT/run.json. Run it again to resume: images done with the
 same content and settings are skipped; bad files are recorded as errors and retried.
 """
+ABOUT = "Explain a whole dataset into maps and a Parquet index; resumable; local or on Ray."
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `batch` to the CLI's sub-parsers (the object `add_subparsers()` returned)."""
-    from .cli import _add_common, _add_max_pixels, _add_model_args, positive_int
-
-    about = "Explain a whole dataset into maps and a Parquet index; resumable; local or on Ray."
-    p = subparsers.add_parser(
-        "batch",
-        help=about,
-        description=about,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "batch", ABOUT, EXAMPLES)
     p.add_argument("input", help="a folder, an ImageFolder tree, a glob, or a .csv/.txt list")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument(
         "--methods",
         "--method",
@@ -58,13 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="top1",
         help="top1 (each image's best), label (class folders / CSV labels), an index or a name",
     )
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="METHOD.NAME=VALUE",
-        help="a method's parameter, repeatable: --param integrated-gradients.steps=64",
-    )
+    add_params(p, "integrated-gradients.steps=64")
     p.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per forward (default: 16)"
     )
@@ -77,7 +75,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--png", action="store_true", help="also write a PNG overlay per map")
     p.add_argument("--cmap", default="jet", help="colormap of the CAM overlays (default: jet)")
     p.add_argument("--seed", type=int, default=0, help="seed for random-init weights (0)")
-    _add_max_pixels(p)
+    add_max_pixels(p)
     p.add_argument("--no-compact", action="store_true", help="keep the index's part files")
     ray = p.add_argument_group("ray (--engine ray; pip install 'cnnvis[ray]')")
     ray.add_argument(
@@ -119,29 +117,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="read and decode the files in separate CPU tasks rather than in the actors "
         "(default: with GPU actors only)",
     )
-    _add_common(p)
-    p.set_defaults(handler=cmd_batch)
+    add_common(p)
     return p
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
-    """Run `cnnvis batch`; returns the exit code."""
-    from .batch import run
-    from .cli import dump_json
-    from .commands import _check_cmap, _exit_code, _load_model, _methods, _params, _seed
-    from .errors import ImageError
+def run(args: argparse.Namespace) -> int:
+    from ..batch import run as run_batch
 
-    methods = _methods(args.methods)
-    params = _params(args.param, methods)
+    methods = parse_methods(args.methods)
+    params = parse_params(args.param, methods)
     if args.png:
-        _check_cmap(args.cmap)
-    _seed(args.seed)
+        check_cmap(args.cmap)
+    set_seed(args.seed)
     if args.engine == "ray":
         device, args.device = args.device, None  # the actors place the model
     else:
         device = None
-    model = _load_model(args)
-    summary = run(
+    model = load_model(args)
+    summary = run_batch(
         args.input,
         args.out,
         model,
@@ -172,4 +165,4 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if summary.total == 0:
         print("cnnvis: error: INPUT holds no images", file=sys.stderr)
         return ImageError.exit_code
-    return _exit_code(summary.done + summary.skipped, summary.failed)
+    return exit_code(summary.done + summary.skipped, summary.failed)

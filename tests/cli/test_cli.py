@@ -19,8 +19,10 @@ from PIL import Image
 from torch import nn
 
 import cnnvis
-from cnnvis import cli, commands
+from cnnvis.cli import explain as explain_command
 from cnnvis.cli import main
+from cnnvis.cli.common import Progress
+from cnnvis.cli.main import build_parser
 
 R18 = ["--model", "torchvision:resnet18", "--weights", "none"]
 METHODS = "gradient,grad-cam,guided-grad-cam"
@@ -58,7 +60,7 @@ def explain_run(tmp_path_factory, photo, corrupt):
     argv += ["--out", str(out), "--json", "--top-k", "3"]
     stdout, stderr = io.StringIO(), io.StringIO()
     calls = []
-    original = commands.explain_many
+    original = explain_command.explain_many
 
     def spy(model, images, methods, *args, **kwargs):
         calls.append((len(images), list(methods)))
@@ -67,7 +69,7 @@ def explain_run(tmp_path_factory, photo, corrupt):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "stdout", stdout)
         mp.setattr(sys, "stderr", stderr)
-        mp.setattr(commands, "explain_many", spy)
+        mp.setattr(explain_command, "explain_many", spy)
         code = main(argv)
     return {
         "code": code,
@@ -421,17 +423,17 @@ class _TTY(io.StringIO):
 
 
 def test_progress_only_on_a_terminal_and_not_quiet(monkeypatch):
-    args = cli.build_parser().parse_args(["explain"])
+    args = build_parser().parse_args(["explain"])
     monkeypatch.setattr(sys, "stdout", io.StringIO())
-    assert commands._Progress(args, 5, "x").bar is None  # stdout is not a TTY
+    assert Progress(args, 5, "x").bar is None  # stdout is not a TTY
     monkeypatch.setattr(sys, "stdout", _TTY())
     monkeypatch.setattr(sys, "stderr", _TTY())
-    progress = commands._Progress(args, 5, "x")
+    progress = Progress(args, 5, "x")
     assert progress.bar is not None
     progress.step(note="a")
     assert progress.bar.n == 1
     progress.close()
     assert "0/5" in sys.stderr.getvalue()
-    quiet = cli.build_parser().parse_args(["explain", "--quiet"])
-    assert commands._Progress(quiet, 5, "x").bar is None
-    assert commands._Progress(args, 1, "x").bar is None  # one image: nothing to show
+    quiet = build_parser().parse_args(["explain", "--quiet"])
+    assert Progress(quiet, 5, "x").bar is None
+    assert Progress(args, 1, "x").bar is None  # one image: nothing to show

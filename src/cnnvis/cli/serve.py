@@ -1,8 +1,4 @@
-"""The `cnnvis serve` command: the web page and its JSON API under uvicorn.
-
-Wire it in with `add_parser(subparsers)` in `cli.build_parser` and `cmd_serve` in `commands`;
-it reuses the CLI's model flags. Until then, `python -m cnnvis.web_cli serve ...` runs it.
-"""
+"""`cnnvis serve`: the web page and its JSON API under uvicorn."""
 
 from __future__ import annotations
 
@@ -10,8 +6,11 @@ import argparse
 import ipaddress
 import socket
 import sys
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from ..errors import ModelError
+from .common import CommandError, add_model_args, command_parser, positive_int, weights
 
 EXAMPLES = """examples:
   cnnvis serve                                       # http://127.0.0.1:8000, the default model
@@ -24,20 +23,11 @@ EXAMPLES = """examples:
   says otherwise; there is no login, so think twice before --host 0.0.0.0.
 """
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+ABOUT = "Serve the web page and its JSON API (FastAPI under uvicorn)."
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `serve` to the CLI's sub-parsers (the object `add_subparsers()` returned)."""
-    from .cli import _add_model_args, positive_int
-
-    about = "Serve the web page and its JSON API (FastAPI under uvicorn)."
-    p = subparsers.add_parser(
-        "serve",
-        help=about,
-        description=about,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "serve", ABOUT, EXAMPLES)
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -46,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)"
     )
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument(
         "--max-upload-mb",
         type=float,
@@ -73,27 +63,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Check the settings, bind the port (a clear error if it is taken), then serve until ^C."""
     try:
         import uvicorn
 
-        from .web import create_app
+        from ..web import create_app
     except ImportError as error:
-        print(
-            f"cnnvis: error: `cnnvis serve` needs the web extra ({error.name or error} is "
-            "missing): pip install 'cnnvis[web]'",
-            file=sys.stderr,
-        )
-        return 2
+        raise CommandError(
+            f"`cnnvis serve` needs the web extra ({error.name or error} is "
+            "missing): pip install 'cnnvis[web]'"
+        ) from error
     if not 0 <= args.port <= 65535:
-        print(f"cnnvis: error: --port must be 0-65535, got {args.port}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--port must be 0-65535, got {args.port}")
     if args.max_upload_mb <= 0:
-        print("cnnvis: error: --max-upload-mb must be more than 0", file=sys.stderr)
-        return 2
+        raise CommandError("--max-upload-mb must be more than 0")
     check_model_name(args.model)
-    weights = None if str(args.weights).lower() in ("none", "random") else args.weights
     loopback = is_loopback(args.host)
     if not loopback:
         print(
@@ -103,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     app = create_app(
         args.model,
-        weights=weights,
+        weights=weights(args),
         device=args.device,
         output=args.output,
         max_upload_mb=args.max_upload_mb,
@@ -115,12 +100,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         sock = bind(args.host, args.port)
     except OSError as error:
-        print(
-            f"cnnvis: error: cannot listen on {args.host}:{args.port}: "
+        raise CommandError(
+            f"cannot listen on {args.host}:{args.port}: "
             f"{error.strerror or error}; choose another --port (or stop what uses it)",
-            file=sys.stderr,
-        )
-        return 1
+            exit_code=1,
+        ) from error
     port = sock.getsockname()[1]
     print(f"cnnvis: serving {args.model} at {url(args.host, port)}  (Ctrl+C stops)", flush=True)
     level = "debug" if args.debug else ("warning" if args.quiet else "info")
@@ -136,22 +120,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def check_model_name(name: str) -> None:
     """Refuse an unknown model name at start (ModelError with suggestions), without loading it."""
-    from .zoo.names import NAME_HINT, parse_name
-    from .zoo.timm_loader import check_timm_arch
-    from .zoo.torchvision_loader import torchvision_arch
+    from ..zoo.names import NAME_HINT, parse_name
+    from ..zoo.timm_loader import check_timm_arch
+    from ..zoo.torchvision_loader import torchvision_arch
 
     source, arch = parse_name(name)
     if source == "torchvision":
         torchvision_arch(arch)
     elif source == "timm":
         check_timm_arch(arch)
-    elif source == "file":
-        from pathlib import Path
-
-        from .errors import ModelError
-
-        if not Path(arch).expanduser().is_file():
-            raise ModelError(f"model file not found: {arch} ({NAME_HINT})")
+    elif source == "file" and not Path(arch).expanduser().is_file():
+        raise ModelError(f"model file not found: {arch} ({NAME_HINT})")
 
 
 def is_loopback(host: str) -> bool:
@@ -181,26 +160,3 @@ def bind(host: str, port: int) -> socket.socket:
 def url(host: str, port: int) -> str:
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     return f"http://{shown}:{port}/"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m cnnvis.web_cli serve ...`: the command on its own, with the CLI's logging."""
-    from . import cli
-    from .errors import CnnvisError
-
-    parser = argparse.ArgumentParser(prog="cnnvis")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    level = cli.logging.DEBUG if args.debug else cli.logging.INFO
-    with cli._logging(level):
-        try:
-            return cmd_serve(args)
-        except CnnvisError as error:
-            print(f"cnnvis: error: {error}", file=sys.stderr)
-            return error.exit_code
-        except KeyboardInterrupt:
-            return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The `cnnvis` command: the parser built from one module per command, and the one place that
+turns every command's errors into a message and an exit code.
+
+Each module in `COMMANDS` declares its sub-parser (`add_parser(subparsers)`) and does its work
+(`run(args) -> int`); a new command is a new module added to `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from .. import __version__
+from ..errors import CnnvisError
+from . import batch, classify, evaluate, explain, features, layers, methods, models, serve, sweep
+from .common import cli_hints, examples
+
+log = logging.getLogger("cnnvis")
+
+# In the order `cnnvis --help` lists them.
+COMMANDS = (explain, sweep, features, serve, evaluate, batch, classify, layers, methods, models)
+EXAMPLES = """
+    cnnvis explain                  # the bundled cat: figures, maps, report.html in ./cnnvis-out
+    cnnvis explain photo.jpg --method all
+    cnnvis sweep photo.jpg          # guided Grad-CAM at every layer, as one grid
+    cnnvis classify photo.jpg
+    cnnvis COMMAND --help           # each command's options and examples
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `cnnvis` parser: each command's sub-parser, with its `run` as the `run` default."""
+    parser = argparse.ArgumentParser(
+        prog="cnnvis",
+        description="See what an image classifier looks at.",
+        epilog=examples(EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cnnvis {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers).set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    0 ok; 1 some images failed (the others were written) or an unexpected error; 2 bad
+    arguments; 3 no image could be read; 4 model, 5 layer, 6 method, 7 target errors.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or a usage error (already printed)
+        return exit.code if isinstance(exit.code, int) else 2
+    if args.command is None:
+        parser.print_help()
+        return 2
+    args.argv = argv
+    debug = getattr(args, "debug", False)
+    quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
+    with _logging(logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)):
+        try:
+            return args.run(args)
+        except CnnvisError as error:
+            if debug:
+                traceback.print_exc()
+            print(f"cnnvis: error: {cli_hints(str(error), args)}", file=sys.stderr)
+            return error.exit_code
+        except KeyboardInterrupt:
+            print("cnnvis: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # `cnnvis layers | head`: the reader left, stop quietly
+            _silence_stdout()
+            return 141
+        except Exception as error:  # the last line of defence: one line, no traceback by default
+            if debug:
+                traceback.print_exc()
+            print(
+                f"cnnvis: unexpected error: {type(error).__name__}: {error} (run with --debug "
+                "for the traceback)",
+                file=sys.stderr,
+            )
+            return 1
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+class _Handler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+@contextmanager
+def _logging(level: int) -> Iterator[None]:
+    """Library log records at `level` and above as 'cnnvis: message' lines on stderr."""
+    handler = _Handler()
+    handler.setFormatter(logging.Formatter("cnnvis: %(message)s"))
+    previous = log.level
+    log.setLevel(level)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous)
