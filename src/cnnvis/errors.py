@@ -57,7 +57,7 @@ class Hint:
 
 
 def _python_output_hint(hint: Hint) -> str:
-    keys = f" one of {hint.detail}" if hint.detail else ""
+    keys = f" to choose one of {hint.detail}" if hint.detail else ""
     return f"pass output=KEY (--output KEY){keys}"
 
 

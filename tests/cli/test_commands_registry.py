@@ -10,7 +10,7 @@ import pytest
 import cnnvis.cli
 from cnnvis.cli import main
 from cnnvis.cli.main import COMMANDS, build_parser
-from cnnvis.errors import CnnvisError, ModelError
+from cnnvis.errors import CnnvisError, Hint, ModelError
 
 NAMES = [
     "explain",
@@ -74,7 +74,7 @@ def test_every_command_errors_through_the_one_handler(capsys, monkeypatch, name)
     """A typed error, an interrupt and an unexpected error of any command: one line, its code."""
     (command,) = [c for c in COMMANDS if c.__name__.endswith(f".{name}")]
     for raised, code, line in (
-        (_Odd("see cnnvis.list_methods()"), 42, "cnnvis: error: see `cnnvis methods`"),
+        (_Odd("odd", hint=Hint("methods")), 42, "cnnvis: error: odd; see `cnnvis methods`"),
         (KeyboardInterrupt(), 130, "cnnvis: interrupted"),
         (RuntimeError("boom"), 1, "cnnvis: unexpected error: RuntimeError: boom"),
     ):

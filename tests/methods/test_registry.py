@@ -26,6 +26,7 @@ NOT_METHOD_MODULES = {"__init__", "facts", "registry"}  # and the private helper
 MANY_PASSES = {
     "integrated-gradients",
     "smoothgrad",
+    "gradient-shap",
     "score-cam",
     "ablation-cam",
     "occlusion",
@@ -68,6 +69,7 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "gradient-x-input": [],
         "integrated-gradients": ["baseline"],
         "smoothgrad": ["base method"],
+        "gradient-shap": ["baseline"],
         "cam": ["layer", "global-average-pool + linear head"],
         "occlusion": ["window size"],
         "rise": ["number of masks"],
@@ -79,14 +81,21 @@ def test_scripted_methods_come_from_the_flags():
         "gradient",
         "gradient-x-input",
         "integrated-gradients",
+        "gradient-shap",
         "occlusion",
         "rise",
         "smoothgrad (base gradient, gradient-x-input or integrated-gradients)",
     ]
     assert scripted_methods() == expected
-    from cnnvis.capture import scripted_methods as capture_scripted_methods
-
-    assert capture_scripted_methods() == expected  # the one it replaces
+    assert [m.name for m in list_methods(torchscript=True)] == [
+        "gradient",
+        "gradient-x-input",
+        "integrated-gradients",
+        "smoothgrad",
+        "gradient-shap",
+        "occlusion",
+        "rise",
+    ]
 
 
 def test_inconsistent_records_are_refused():

@@ -7,15 +7,15 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import CnnvisError, ImageError, MethodError, closest
+from ..errors import CnnvisError, Hint, ImageError, MethodError, closest
 from ..explanation import Prediction
-from ..methods import MethodInfo, get_method, list_methods
+from ..methods import MethodInfo, get_method, list_methods, scripted_methods
 from ..model import LoadedModel
 
 
@@ -218,7 +218,7 @@ def load_images(
         try:
             good.append((source, load_image(source, max_pixels=max_pixels)))
         except ImageError as error:
-            message = cli_hints(str(error), argparse.Namespace())  # e.g. --max-pixels
+            message = say(error)  # e.g. --max-pixels
             print(f"cnnvis: error: {source}: {message}", file=sys.stderr)
             failed.append({"source": source, "error": message})
     return good, failed
@@ -231,22 +231,44 @@ def exit_code(loaded: int, failed: int) -> int:
     return 1 if failed else 0
 
 
-def cli_hints(message: str, args: argparse.Namespace) -> str:
-    """The library's advice ('see cnnvis.list_layers(model)') as the matching command."""
+def hint_words(args: argparse.Namespace) -> dict[str, Callable[[Hint], str]]:
+    """How the command line says each `Hint` of an error: as the command or flag to use."""
     model = getattr(args, "model", "default")
-    flag = "" if model == "default" else f" --model {model}"
+    flag = "" if model in (None, "default") else f" --model {model}"
     if str(getattr(args, "weights", "")).lower() in ("none", "random"):
         flag += " --weights none"
-    for old, new in (
-        ("see cnnvis.list_layers(model)", f"see `cnnvis layers{flag}`"),
-        ("cnnvis.list_layers(model)", f"`cnnvis layers{flag}`"),
-        ("see cnnvis.list_methods()", "see `cnnvis methods`"),
-        ("or raise max_pixels", "or raise --max-pixels"),
-        ("pass output=KEY (--output KEY)", "pass --output KEY"),
-        ("pass output= (--output)", "pass --output"),
-    ):
-        message = message.replace(old, new)
-    return message
+
+    def methods(hint: Hint) -> str:
+        if hint.detail == "torchscript":
+            return f"methods that work: {', '.join(scripted_methods())}"
+        return "see `cnnvis methods`"
+
+    def output(hint: Hint) -> str:
+        return (
+            f"pass --output KEY to choose one of {hint.detail}"
+            if hint.detail
+            else "pass --output KEY"
+        )
+
+    return {
+        "layers": lambda hint: f"see `cnnvis layers{flag}`",
+        "methods": methods,
+        "models": lambda hint: "see `cnnvis models`",
+        "samples": lambda hint: f"samples: {', '.join(sorted(sample_names()))}",
+        "max-pixels": lambda hint: "or raise --max-pixels",
+        "output": output,
+    }
+
+
+def sample_names() -> list[str]:
+    from ..images import list_samples
+
+    return [f"sample:{name}" for name in list_samples()]
+
+
+def say(error: CnnvisError, args: argparse.Namespace | None = None) -> str:
+    """The error's message with its hint in the command line's words."""
+    return error.render(hint_words(args or argparse.Namespace()))
 
 
 # ----------------------------------------------------------------------------- printing

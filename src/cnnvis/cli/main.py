@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from .. import __version__
 from ..errors import CnnvisError
 from . import batch, classify, evaluate, explain, features, layers, methods, models, serve, sweep
-from .common import cli_hints, examples
+from .common import examples, say
 
 log = logging.getLogger("cnnvis")
 
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CnnvisError as error:
             if debug:
                 traceback.print_exc()
-            print(f"cnnvis: error: {cli_hints(str(error), args)}", file=sys.stderr)
+            print(f"cnnvis: error: {say(error, args)}", file=sys.stderr)
             return error.exit_code
         except KeyboardInterrupt:
             print("cnnvis: interrupted", file=sys.stderr)

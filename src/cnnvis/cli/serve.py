@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 def check_model_name(name: str) -> None:
     """Refuse an unknown model name at start (ModelError with suggestions), without loading it."""
-    from ..zoo.names import NAME_HINT, parse_name
+    from ..zoo.names import MODELS_HINT, NAME_RULE, parse_name
     from ..zoo.timm_loader import check_timm_arch
     from ..zoo.torchvision_loader import torchvision_arch
 
@@ -130,7 +130,7 @@ def check_model_name(name: str) -> None:
     elif source == "timm":
         check_timm_arch(arch)
     elif source == "file" and not Path(arch).expanduser().is_file():
-        raise ModelError(f"model file not found: {arch} ({NAME_HINT})")
+        raise ModelError(f"model file not found: {arch} ({NAME_RULE})", hint=MODELS_HINT)
 
 
 def is_loopback(host: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,7 +30,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
-from ..errors import CnnvisError
+from ..errors import CnnvisError, Hint
+from ..methods import scripted_methods
 from ..model import LoadedModel
 from .forms import FormError, RequestTooLarge
 from .server import MB, Server, ServerConfig
@@ -134,20 +135,23 @@ def error_response(status: int, detail: str, kind: str) -> JSONResponse:
     return JSONResponse({"detail": detail, "error": kind}, status_code=status)
 
 
-def web_hints(message: str) -> str:
-    """The library's advice for Python users, said as what a user of the page or API can do."""
-    for old, new in (
-        ("see cnnvis.list_layers(model)", "see /api/layers"),
-        ("cnnvis.list_layers(model)", "/api/layers"),
-        ("see cnnvis.list_methods()", "see /api/methods"),
-        ("see cnnvis.list_samples()", "see /api/samples"),
-        ("; downscale it first or raise max_pixels", "; downscale it first"),
-        (", or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file", ""),
-        ("in a format PIL can read (unknown or unsupported)", "in a format cnnvis can read"),
-        ("see `cnnvis models`", "see /api/models"),
-    ):
-        message = message.replace(old, new)
-    return message
+def _methods_words(hint: Hint) -> str:
+    if hint.detail == "torchscript":
+        return f"methods that work: {', '.join(scripted_methods())}"
+    return "see /api/methods"
+
+
+# How the web page and API say each `Hint` of an error: as the endpoint to look at.
+WEB_HINTS: dict[str, Callable[[Hint], str]] = {
+    "layers": lambda hint: "see /api/layers",
+    "methods": _methods_words,
+    "models": lambda hint: "see /api/models",
+    "samples": lambda hint: "see /api/samples",
+    "max-pixels": lambda hint: "",  # the server's limit is the server's
+    "output": lambda hint: (
+        f"start the server with --output KEY{', one of ' + hint.detail if hint.detail else ''}"
+    ),
+}
 
 
 # What is left of a refused body is read and dropped, up to this much, before the 413 goes out
@@ -180,7 +184,7 @@ async def _drain(request: Request) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CnnvisError)
     async def library_error(request: Request, error: CnnvisError) -> JSONResponse:
-        return error_response(422, web_hints(str(error)), type(error).__name__)
+        return error_response(422, error.render(WEB_HINTS), type(error).__name__)
 
     @app.exception_handler(RequestTooLarge)
     async def too_large(request: Request, error: RequestTooLarge) -> JSONResponse:

@@ -321,9 +321,9 @@ def _image(server: Server, sample: str | None, upload: Upload | None) -> tuple[s
         try:
             image = load_image(upload.data, max_pixels=server.config.max_pixels)
         except ImageError as error:
-            message = str(error).replace("the image bytes are", "the uploaded file is")
+            message = error.message.replace("the image bytes are", "the uploaded file is")
             message = message.replace("the image bytes", f"the uploaded file {upload.filename!r}")
-            raise ImageError(message) from None
+            raise ImageError(message, hint=error.hint) from None
         return upload.filename, image
     if sample:
         name = sample.removeprefix("sample:")

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..model import LoadedModel, Preprocess, imagenet_categories
-from .names import NAME_HINT
+from .names import MODELS_HINT, NAME_RULE
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def load_file(path: Path) -> LoadedModel:
     """A TorchScript file or a pickled nn.Module; a bare state dict is refused with advice."""
     path = path.expanduser()
     if not path.exists():
-        raise ModelError(f"model file not found: {path} ({NAME_HINT})")
+        raise ModelError(f"model file not found: {path} ({NAME_RULE})", hint=MODELS_HINT)
     if path.is_dir():
         raise ModelError(f"{path} is a folder; pass a model file (.pt, .pth, .ts)")
     module = _read_torchscript(path) if _is_torchscript(path) else _read_pickled_module(path)

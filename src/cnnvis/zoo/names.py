@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 
-from ..errors import ModelError, closest, unknown
+from ..errors import Hint, ModelError, closest, unknown
 
 DEFAULT_NAMES = ("default", "efficientnet-lite0", "efficientnet_lite0")
 SOURCES = ("default", "torchvision", "timm")
 MODEL_FILE_SUFFIXES = (".pt", ".pth", ".ts", ".pkl", ".ckpt", ".bin", ".jit", ".torchscript")
-NAME_HINT = "models are 'default', 'torchvision:NAME', 'timm:NAME' or a file; see `cnnvis models`"
+NAME_RULE = "models are 'default', 'torchvision:NAME', 'timm:NAME' or a file"
+MODELS_HINT = Hint("models")
 
 
 def torchvision_models() -> list[str]:
@@ -47,8 +48,8 @@ def parse_name(name: str | os.PathLike[str] | None) -> tuple[str, str]:
     if looks_like_path(text):
         return "file", text
     if sep and len(prefix) > 1:
-        raise ModelError(unknown("model source", prefix, SOURCES, hint=NAME_HINT))
-    raise ModelError(_unknown_bare_name(text))
+        raise ModelError(unknown("model source", prefix, SOURCES, NAME_RULE), hint=MODELS_HINT)
+    raise ModelError(_unknown_bare_name(text), hint=MODELS_HINT)
 
 
 def looks_like_path(text: str) -> bool:
@@ -69,4 +70,4 @@ def _unknown_bare_name(name: str) -> str:
     msg = f"unknown model {name!r}"
     if near:
         msg += f"; did you mean: {', '.join(near)}?"
-    return f"{msg} ({NAME_HINT})"
+    return f"{msg} ({NAME_RULE})"
