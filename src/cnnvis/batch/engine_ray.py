@@ -27,13 +27,10 @@ import numpy as np
 
 from ..errors import CnnvisError
 from ..model import LoadedModel
-from .dataset import MISSING, OK, SKIPPED, decode_batch
+from .dataset import MISSING, OK, decode_batch
 from .inputs import Item
-from .job import Job
 from .ray_actors import PoolKey, acquire, forget, forwarder, model_identity, session
-from .rows import Reuse, failed_images, image_fields
-from .run_state import Progress
-from .writer import Batch, Writer
+from .rows import Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +89,10 @@ def _resources(ray: Any, options: RayOptions, model: LoadedModel) -> tuple[float
     return gpus, cpus, threads, device
 
 
-def run_ray(
-    model: LoadedModel,
-    items: Sequence[Item],
-    label_index: Sequence[int | None],
-    job: Job,
-    reuse: Reuse,
-    writer: Writer,
-    progress: Progress,
-    batch_size: int,
-    options: RayOptions,
-) -> None:
-    """Explain every item not done yet on Ray; outcomes are counted on `progress`."""
+def run_ray(model: LoadedModel, outcomes: Outcomes, batch_size: int, options: RayOptions) -> None:
+    """Explain every image of the job not done yet on Ray; what became of each goes to
+    `outcomes`."""
+    items, job = outcomes.items, outcomes.job
     ray = _ray()
     started = _connect(ray, options.address)
     ray_log = logging.getLogger("ray.data")
@@ -118,10 +107,10 @@ def run_ray(
         if not items:
             return
         per_block = _batches_per_block(len(items), batch_size, options.actors)
-        ds = ray.data.from_arrow(_blocks(items, label_index, batch_size * per_block))
+        ds = ray.data.from_arrow(_blocks(items, outcomes.label_index, batch_size * per_block))
         decoding = {
             "preprocess": model.preprocess,
-            "done": reuse.done,
+            "done": outcomes.reuse.done,
             "max_pixels": job.max_pixels,
         }
         # Decoding in CPU tasks keeps GPU actors busy with the model only. CPU actors decode
@@ -157,7 +146,7 @@ def run_ray(
             num_cpus=0,  # it waits on an actor, which holds the CPUs (and GPU) of its work
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            _write(batch, items, label_index, job, reuse, writer, progress)
+            _write(batch, outcomes)
     finally:
         ray_log.setLevel(level)
         if started:
@@ -215,36 +204,19 @@ def _none(value: Any) -> Any:
     return None if value in ("", -1) else value
 
 
-def _write(
-    batch: dict[str, np.ndarray],
-    items: Sequence[Item],
-    label_index: Sequence[int | None],
-    job: Job,
-    reuse: Reuse,
-    writer: Writer,
-    progress: Progress,
-) -> None:
+def _write(batch: dict[str, np.ndarray], outcomes: Outcomes) -> None:
     """Hand one output batch of the actors to the writer, the way the local engine does."""
-    ok_rows, errors, aliases = [], [], []
+    images = []  # (status, fields) of each image of the batch
     for i, index in enumerate(batch["index"]):
-        index = int(index)
         decoded = {name: _none(batch[name][i]) for name in MISSING}
         decoded["status"] = str(batch["status"][i])
         decoded["decode_seconds"] = float(batch["decode_seconds"][i])
-        fields = image_fields(items[index], label_index[index], **decoded)
-        if decoded["status"] == OK:
-            ok_rows.append((i, fields))
-        elif decoded["status"] == SKIPPED:
-            aliases += reuse.alias_rows(fields)
-            progress.count(skipped=1)
-        else:
-            errors.append(fields)
-            progress.count(failed=1)
-    if errors or aliases:
-        writer.submit(Batch(errors, rows=aliases))
-    if not ok_rows:
+        images.append((decoded["status"], outcomes.fields(int(index), **decoded)))
+    outcomes.not_explained(image for image in images if image[0] != OK)
+    ok = [i for i, (status, _) in enumerate(images) if status == OK]
+    if not ok:
         return
-    take = np.array([i for i, _ in ok_rows])
+    take = np.array(ok)
     decode_names = {"index", "label_index", "pixels", "status", "decode_seconds", *MISSING}
     columns = {}
     for name, column in batch.items():
@@ -254,7 +226,5 @@ def _write(
         if column.dtype.kind in "OUS":  # strings: '' was None
             column = np.array([None if v == "" else str(v) for v in column], dtype=object)
         columns[name] = column
-    pixels = batch["pixels"][take] if job.png else None
-    writer.submit(Batch([fields for _, fields in ok_rows], columns, pixels))
-    failed = int(failed_images(columns, job, len(take)).sum())
-    progress.count(done=len(take) - failed, failed=failed)
+    pixels = batch["pixels"][take] if outcomes.job.png else None
+    outcomes.explained([images[i][1] for i in ok], columns, pixels)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .dataset import SKIPPED
 from .inputs import Item
 from .job import Job
+from .run_state import Progress
+from .writer import Batch, Writer
 
 
 def image_fields(item: Item, label_index: int | None, **decoded: Any) -> dict[str, Any]:
@@ -67,3 +72,44 @@ class Reuse:
             self.recorded.add((fields["source"], settings))
             rows.append(copy)
         return rows
+
+
+@dataclass
+class Outcomes:
+    """The job's images (by index) and where both engines send what became of each: rows and
+    maps to the writer, done / skipped / failed counts to the progress bar."""
+
+    items: Sequence[Item]
+    label_index: Sequence[int | None]
+    job: Job
+    reuse: Reuse
+    writer: Writer
+    progress: Progress
+
+    def fields(self, index: int, **decoded: Any) -> dict[str, Any]:
+        """The index fields of image `index` of the job (`image_fields`)."""
+        return image_fields(self.items[index], self.label_index[index], **decoded)
+
+    def not_explained(self, images: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Images that reach no model, as (status, fields): the ones done before (SKIPPED) get
+        their rows under this source, the others (unreadable, not images) an error row."""
+        errors: list[dict[str, Any]] = []
+        aliases: list[dict[str, Any]] = []
+        for status, fields in images:
+            if status == SKIPPED:
+                aliases += self.reuse.alias_rows(fields)
+                self.progress.count(skipped=1)
+            else:
+                errors.append(fields)
+                self.progress.count(failed=1)
+        if errors or aliases:
+            self.writer.submit(Batch(errors, rows=aliases))
+
+    def explained(
+        self, images: list[dict[str, Any]], columns: dict[str, np.ndarray], pixels: Any
+    ) -> None:
+        """Explained images (fields, compute columns, uint8 pixels or None) to the writer; each
+        counted done, or failed when any of its maps has an error."""
+        self.writer.submit(Batch(images, columns, pixels))
+        failed = int(failed_images(columns, self.job, len(images)).sum())
+        self.progress.count(done=len(images) - failed, failed=failed)

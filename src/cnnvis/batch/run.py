@@ -26,7 +26,7 @@ from .inputs import discover
 from .job import Job, MapKey, model_fingerprint, settings_hashes
 from .labels import label_indices, require_label_targets
 from .lock import held
-from .rows import Reuse
+from .rows import Outcomes, Reuse
 from .run_state import Progress
 from .writer import Writer
 
@@ -134,21 +134,12 @@ def run(
         reuse = Reuse(index.read(), job, run_id)
         writer = Writer(out_dir, job, lm.name, run_id)
         bar = Progress(len(found.items), progress)
+        outcomes = Outcomes(found.items, label_index, job, reuse, writer, bar)
         try:
             if engine == "local":
                 from .engine_local import run_local
 
-                run_local(
-                    lm,
-                    found.items,
-                    label_index,
-                    job,
-                    reuse,
-                    writer,
-                    bar,
-                    batch_size=batch_size,
-                    workers=_workers(workers),
-                )
+                run_local(lm, outcomes, batch_size=batch_size, workers=_workers(workers))
             else:
                 from .engine_ray import RayOptions, run_ray
 
@@ -162,7 +153,7 @@ def run(
                     keep_actors,
                     decode_tasks,
                 )
-                run_ray(lm, found.items, label_index, job, reuse, writer, bar, batch_size, options)
+                run_ray(lm, outcomes, batch_size, options)
         finally:
             bar.close()
             writer.close()

@@ -12,7 +12,7 @@ from ..errors import MethodError
 from ..forwards import fast_settings
 from ._batching import accumulator, chunks, input_gradients, positive_int
 from .facts import Cost, MethodInfo, Needs
-from .integrated_gradients import BASELINES, make_baseline
+from .integrated_gradients import BASELINES, completeness, make_baseline
 from .registry import register
 
 DEFAULT_BASELINES = "black,blurred,noise"
@@ -80,6 +80,9 @@ def gradient_shap(
     batch_size = positive_int("batch_size", batch_size, "gradient-shap")
     if not noise >= 0:
         raise MethodError(f"gradient-shap: noise must be >= 0, got {noise!r}")
+    info: dict[str, Any] = {"samples": samples, "noise": noise, "batch_size": batch_size}
+    if isinstance(baselines, str):
+        info["baselines"] = baselines
     x = rec.inputs.detach()
     n = x.shape[0]
     refs = references(rec, x, baselines, seed, blur_sigma)
@@ -99,14 +102,8 @@ def gradient_shap(
             g, _ = grad(point, rec.targets[image])
             total.index_add_(0, image, (g * delta).to(total.dtype))
     attribution = (total / samples).to(x.dtype)
-    difference = rec.scores.detach() - at_refs.view(n, -1).mean(1).to(rec.scores.dtype)
-    error = (attribution.flatten(1).sum(1) - difference).abs()
-    info: dict[str, Any] = {"samples": samples, "noise": noise, "batch_size": batch_size}
-    if isinstance(baselines, str):
-        info["baselines"] = baselines
-    info["score_difference"] = difference.tolist()
-    info["completeness_error"] = error.tolist()
-    return attribution, info
+    difference, error = completeness(rec, attribution, at_refs.view(n, -1).mean(1))
+    return attribution, {**info, "score_difference": difference, "completeness_error": error}
 
 
 register(

@@ -121,6 +121,17 @@ def path_integral(
     return (delta.to(total.dtype) * total).to(x.dtype), at_reference
 
 
+def completeness(
+    rec: Recording, attribution: torch.Tensor, at_reference: torch.Tensor
+) -> tuple[list[float], list[float]]:
+    """Per image, the score difference y(x) - y(x') and the completeness error
+    |Σ attr - (y(x) - y(x'))| of a path attribution (`at_reference`: y(x'), or its mean over
+    the baselines)."""
+    difference = rec.scores.detach() - at_reference.to(rec.scores.dtype)
+    error = (attribution.flatten(1).sum(1) - difference).abs()
+    return difference.tolist(), error.tolist()
+
+
 def integrated_gradients(
     rec: Recording,
     layer: str | None = None,
@@ -149,18 +160,15 @@ def integrated_gradients(
     """
     steps = positive_int("steps", steps, "integrated-gradients")
     batch_size = positive_int("batch_size", batch_size, "integrated-gradients")
+    info: dict[str, Any] = {"steps": steps, "quadrature": quadrature, "batch_size": batch_size}
+    if isinstance(baseline, str):
+        info["baseline"] = baseline
     x = rec.inputs.detach()
     reference = make_baseline(rec, x, baseline, seed, blur_sigma)
     alphas, weights = quadrature_rule(quadrature, steps)
     attribution, at_reference = path_integral(rec, x, reference, alphas, weights, batch_size)
-    difference = rec.scores.detach() - at_reference.to(rec.scores.dtype)
-    error = (attribution.flatten(1).sum(1) - difference).abs()
-    info: dict[str, Any] = {"steps": steps, "quadrature": quadrature, "batch_size": batch_size}
-    if isinstance(baseline, str):
-        info["baseline"] = baseline
-    info["completeness_error"] = error.tolist()
-    info["score_difference"] = difference.tolist()
-    return attribution, info
+    difference, error = completeness(rec, attribution, at_reference)
+    return attribution, {**info, "completeness_error": error, "score_difference": difference}
 
 
 register(

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from matplotlib.figure import Figure
 
 from cnnvis import errors
@@ -48,6 +49,25 @@ def _method_title(explanation: Explanation) -> str:
     return explanation.method
 
 
+def _one_image(
+    explanations: Explanation | Sequence[Explanation], index: int, cmap: str
+) -> tuple[list[Explanation], torch.Tensor, bool]:
+    """The explanations of a one-image figure as a list (checked: image `index` exists, `cmap`
+    is a colormap), that image, and whether they explain several targets."""
+    items = _as_list(explanations)
+    colormap(cmap)
+    for item in items:
+        check_index(item, index)
+    several = len({(e.targets[index], e.target_names[index]) for e in items}) > 1
+    return items, items[0].images[index], several
+
+
+def _panel_title(explanation: Explanation, index: int, several_targets: bool) -> str:
+    """The method's title, and the target of image `index` when the panels explain several."""
+    target = f"\n→ {explanation.target_names[index]}" if several_targets else ""
+    return _method_title(explanation) + target
+
+
 def _target_label(explanation: Explanation, index: int) -> str:
     """'Egyptian cat (285), p = 0.63'."""
     name = explanation.target_names[index]
@@ -80,15 +100,10 @@ def explanation_figure(
     CAM-style maps over it (ReLU, min-max, `cmap`, with a colorbar) go down the left column,
     or, without pixel-space maps, flow in rows of `ncols`.
     """
-    items = _as_list(explanations)
-    colormap(cmap)
-    for item in items:
-        check_index(item, index)
-    image = items[0].images[index]
-    several = len({(e.targets[index], e.target_names[index]) for e in items}) > 1
+    items, image, several = _one_image(explanations, index, cmap)
 
     def title(e: Explanation) -> str:
-        return _method_title(e) + (f"\n→ {e.target_names[index]}" if several else "")
+        return _panel_title(e, index, several)
 
     head = [image_panel(image, "input")]
     head += [
@@ -119,15 +134,10 @@ def comparison_figure(
     pixel-space maps as the tutorial's grayscale (`postprocess.abs_max_grayscale`), each with
     its colorbar. Up to five panels sit in one row; more flow into balanced rows.
     """
-    items = _as_list(explanations)
-    colormap(cmap)
-    for item in items:
-        check_index(item, index)
-    image = items[0].images[index]
-    several = len({(e.targets[index], e.target_names[index]) for e in items}) > 1
+    items, image, several = _one_image(explanations, index, cmap)
     panels = [image_panel(image, "input")]
     for e in items:
-        title = _method_title(e) + (f"\n→ {e.target_names[index]}" if several else "")
+        title = _panel_title(e, index, several)
         if e.kind == "cam":
             panels.append(cam_panel(image, e.map[index], title, cmap, alpha))
         else:

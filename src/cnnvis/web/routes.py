@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -17,7 +18,16 @@ from ..errors import CnnvisError, MethodError
 from ..explanation import Explanation, Sweep
 from ..model import LoadedModel
 from . import views
-from .forms import ClassifyForm, ExplainForm, FormError, SweepForm, Upload, read_form, request_body
+from .forms import (
+    ClassifyForm,
+    ExplainForm,
+    F,
+    FormError,
+    SweepForm,
+    Upload,
+    read_form,
+    request_body,
+)
 from .schemas import (
     ClassifyOut,
     ColormapsOut,
@@ -139,6 +149,15 @@ def _shape(shape: tuple[int, ...] | None) -> list[int] | None:
 # the work
 
 
+async def _answer(
+    request: Request, form_type: type[F], work: Callable[[Server, F, Upload | None], dict[str, Any]]
+) -> dict[str, Any]:
+    """Read a work route's form (and upload), then run `work` on the server's model workers."""
+    server = _server(request)
+    form, upload = await read_form(request, form_type, server.config.max_upload_bytes)
+    return await server.run(work, server, form, upload)
+
+
 @router.post(
     "/classify",
     response_model=ClassifyOut,
@@ -147,9 +166,7 @@ def _shape(shape: tuple[int, ...] | None) -> list[int] | None:
     openapi_extra=request_body(ClassifyForm),
 )
 async def classify(request: Request) -> dict[str, Any]:
-    server = _server(request)
-    form, upload = await read_form(request, ClassifyForm, server.config.max_upload_bytes)
-    return await server.run(_classify, server, form, upload)
+    return await _answer(request, ClassifyForm, _classify)
 
 
 def _classify(server: Server, form: ClassifyForm, upload: Upload | None) -> dict[str, Any]:
@@ -179,9 +196,7 @@ def _classify(server: Server, form: ClassifyForm, upload: Upload | None) -> dict
 async def explain(request: Request) -> dict[str, Any]:
     """All methods share one recorded forward. A method that cannot run on this model (CAM
     without a global-average-pool head) is listed in `skipped`; the others still run."""
-    server = _server(request)
-    form, upload = await read_form(request, ExplainForm, server.config.max_upload_bytes)
-    return await server.run(_explain, server, form, upload)
+    return await _answer(request, ExplainForm, _explain)
 
 
 def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[str, Any]:
@@ -218,7 +233,6 @@ def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[s
     maps = []
     for e in explanations:
         values, blank = views.display_values(e.map[0], e.kind)
-        display = views.CAM_DISPLAY if e.kind == "cam" else views.PIXEL_DISPLAY
         maps.append(
             {
                 "method": e.method,
@@ -226,7 +240,7 @@ def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[s
                 "layer": e.layer,
                 "title": views.title(e),
                 "values": values,
-                "display": display,
+                "display": views.display_note(e.kind),
                 "blank": blank,
             }
         )
@@ -248,9 +262,7 @@ def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[s
 async def sweep(request: Request) -> dict[str, Any]:
     """One recorded forward and one backward to all layers at once (plus one per input rule
     for guided Grad-CAM)."""
-    server = _server(request)
-    form, upload = await read_form(request, SweepForm, server.config.max_upload_bytes)
-    return await server.run(_sweep, server, form, upload)
+    return await _answer(request, SweepForm, _sweep)
 
 
 def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, Any]:
@@ -278,7 +290,7 @@ def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, 
     return {
         **_common(result, explanations[0], facts),
         "method": result_sweep.method,
-        "display": views.CAM_DISPLAY if kind == "cam" else views.PIXEL_DISPLAY,
+        "display": views.display_note(kind),
         "layers": rows,
         "seconds": time.perf_counter() - start,
     }

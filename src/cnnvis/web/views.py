@@ -62,6 +62,11 @@ def display_values(map_: torch.Tensor, kind: str) -> tuple[str, bool]:
     return data_url(png_bytes(image.convert("L"))), blank
 
 
+def display_note(kind: str) -> str:
+    """How the display values of a map of this kind were made, in words for the page."""
+    return CAM_DISPLAY if kind == "cam" else PIXEL_DISPLAY
+
+
 def colormap_tables() -> dict[str, str]:
     """Each offered colormap as 256 colours in one hex string (rrggbb...)."""
     ramp = np.linspace(0.0, 1.0, 256)

@@ -8,6 +8,7 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,19 +36,28 @@ def existing_weights_file(weights: str | os.PathLike[str], what: str) -> Path:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a state dict (safely: weights_only), unwrapping {'state_dict': ...} wrappers."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelError(
-            f"{path} is not a state dict that can be loaded safely ({type(e).__name__}); "
-            "for a whole saved model pass the file as the model name"
-        ) from e
+    obj = _torch_load(
+        path,
+        weights_only=True,
+        failure="{path} is not a state dict that can be loaded safely ({kind}); for a whole "
+        "saved model pass the file as the model name",
+    )
     for key in ("state_dict", "model_state_dict", "model", "module"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _torch_load(path: Path, *, weights_only: bool, failure: str) -> Any:
+    """`torch.load` on the CPU; any failure a ModelError saying `failure`, a template with
+    {path}, {kind} (the exception's type) and {detail} (its message, cut short)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:
+        message = failure.format(path=path, kind=type(e).__name__, detail=short(e))
+        raise ModelError(message) from e
 
 
 def build_and_load(
@@ -137,13 +147,12 @@ def _read_pickled_module(path: Path) -> nn.Module:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         log.info("%s is not weights-only; unpickling it in full (only load trusted files)", path)
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise ModelError(
-                f"{path} could not be read as a PyTorch model ({type(e).__name__}: {short(e)}); "
-                "save it with torch.save(model) or torch.jit.save(torch.jit.script(model))"
-            ) from e
+        obj = _torch_load(
+            path,
+            weights_only=False,
+            failure="{path} could not be read as a PyTorch model ({kind}: {detail}); save it "
+            "with torch.save(model) or torch.jit.save(torch.jit.script(model))",
+        )
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), nn.Module):
         obj = obj["model"]
     if isinstance(obj, nn.Module):
