@@ -279,7 +279,7 @@ def _one(
         layer_map = raw
         if raw.dtype not in (torch.float32, torch.float64):  # fp16/bf16 maps: fp32
             raw = raw.float()
-        raw = upsample(raw, tuple(rec.inputs.shape[-2:]))
+        raw = upsample(raw, (rec.inputs.shape[-2], rec.inputs.shape[-1]))
     if not torch.isfinite(raw).all():
         raise MethodError(
             f"{info.name} produced non-finite values (NaN or inf), so no map is drawn: the "
@@ -344,7 +344,7 @@ def sweep(
     if unwrap(lm.module) is not lm.module:  # DataParallel: the wrapped module's names
         names = [name.removeprefix("module.") for name in names]
     infos = {i.name: i for i in probe(lm.module, shape) if i.name in names}
-    shapes = {n: i.output_shape for n, i in infos.items()}
+    shapes = {n: i.output_shape for n, i in infos.items() if i.output_shape is not None}
     spatial = [n for n in names if n in infos and infos[n].spatial]
     if not spatial:
         raise LayerError("none of the chosen layers has a spatial (N, C, H, W) or token output")

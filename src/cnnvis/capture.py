@@ -143,13 +143,13 @@ class Recording:
         if self.state is not None:
             self.state.rule = rule
         with torch.inference_mode(False), torch.enable_grad(), no_autocast(self.inputs):
-            grads = torch.autograd.grad(
+            found = torch.autograd.grad(  # None where unused (the stubs say Tensor)
                 self.scores.sum(), wrt, retain_graph=retain, allow_unused=True
             )
         self._released = not retain
         if self.state is not None:
             self.state.rule = "plain"
-        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads, strict=True)]
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, found, strict=True)]
         if with_input:  # the map in the standard layout, whatever format the forward ran in
             grads[0] = grads[0].contiguous()
         if with_input:

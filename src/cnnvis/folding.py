@@ -8,9 +8,12 @@ each such activation fewer (forward and, under autograd, backward).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import weakref
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +34,13 @@ _BATCH_NORM = (
     "eps",
 )
 _T = torch.Tensor
-_METADATA = {  # calls that read a tensor's metadata, not its values
-    _T.dim, _T.size, _T.numel, _T.stride, _T.is_contiguous, _T.__len__, _T.shape.__get__,
-    _T.ndim.__get__, _T.dtype.__get__, _T.device.__get__, _T.layout.__get__,
-    _T.is_cuda.__get__, _T.requires_grad.__get__,
+# A property read such as `x.shape` reaches the mode as the `__get__` of the property's
+# descriptor; torch's stubs type `Tensor.shape` as the value (a Size), so the descriptor is
+# looked up as it is stored on the class.
+_PROPERTIES = ("shape", "ndim", "dtype", "device", "layout", "is_cuda", "requires_grad")
+_METADATA: set[Callable[..., object]] = {  # calls that read a tensor's metadata, not its values
+    _T.dim, _T.size, _T.numel, _T.stride, _T.is_contiguous, _T.__len__,
+    *(inspect.getattr_static(_T, name).__get__ for name in _PROPERTIES),
 }  # fmt: skip
 
 
@@ -56,14 +62,16 @@ class _Fold:
     folded_bias: torch.Tensor
 
 
-def _arguments(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict:
+def _arguments(
+    names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """A call's leading arguments by name, positional or keyword (None when absent)."""
     found = dict(zip(names, args, strict=False))
     return {name: found[name] if name in found else kwargs.get(name) for name in names}
 
 
 @torch.no_grad()
-def _fold(conv: dict, norm: dict) -> _Fold:
+def _fold(conv: dict[str, Any], norm: dict[str, Any]) -> _Fold:
     """W' = W γ / sqrt(var + eps), b' = (b - mean) γ / sqrt(var + eps) + β (constants: no
     autograd history, so a folded forward under autograd differentiates the input only)."""
     weight, bias = conv["weight"], conv["bias"]
@@ -81,7 +89,9 @@ def _fold(conv: dict, norm: dict) -> _Fold:
     return _Fold(weight, bias, norm["running_mean"], folded, shift.to(weight.dtype))
 
 
-def _reads(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
+def _reads(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[torch.Tensor]:
     """The tensors whose values a call reads."""
     if func in _METADATA:
         return []
@@ -94,20 +104,23 @@ def _reads(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
     return found
 
 
-class _Tracked:
+_Value = TypeVar("_Value")
+
+
+class _Tracked(Generic[_Value]):
     """Tensors by identity, held by weak reference (never kept alive by the tracking)."""
 
     def __init__(self) -> None:
-        self._refs: dict[int, tuple[weakref.ref, object]] = {}
+        self._refs: dict[int, tuple[weakref.ref[torch.Tensor], _Value]] = {}
 
-    def add(self, tensor: torch.Tensor, value: object) -> None:
+    def add(self, tensor: torch.Tensor, value: _Value) -> None:
         self._refs[id(tensor)] = (weakref.ref(tensor), value)
 
-    def get(self, tensor: torch.Tensor) -> object | None:
+    def get(self, tensor: torch.Tensor) -> _Value | None:
         ref, value = self._refs.get(id(tensor), (None, None))
         return value if ref is not None and ref() is tensor else None
 
-    def pop(self, tensor: torch.Tensor) -> object | None:
+    def pop(self, tensor: torch.Tensor) -> _Value | None:
         value = self.get(tensor)
         if value is not None:
             del self._refs[id(tensor)]
@@ -121,12 +134,19 @@ class _Probe(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
-        self.outputs = _Tracked()  # conv2d output -> (call index, its arguments)
+        # conv2d output -> (call index, its arguments)
+        self.outputs: _Tracked[tuple[int, dict[str, Any]]] = _Tracked()
         self.folds: dict[int, _Fold] = {}
         self.spoiled: set[int] = set()
         self.normalized = 0  # elements through the foldable batch_norms
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         kwargs = kwargs or {}
         if func is F.batch_norm:
             norm = _arguments(_BATCH_NORM, args, kwargs)
@@ -145,7 +165,7 @@ class _Probe(TorchFunctionMode):
             self.calls += 1
         return out
 
-    def _foldable(self, norm: dict, index: int, conv: dict) -> bool:
+    def _foldable(self, norm: dict[str, Any], index: int, conv: dict[str, Any]) -> bool:
         stats = norm["running_mean"] is not None and norm["running_var"] is not None
         leaf = isinstance(conv["weight"], nn.Parameter)  # not computed in the forward
         return stats and leaf and not norm["training"] and index not in self.folds
@@ -163,10 +183,17 @@ class _Folded(TorchFunctionMode):
         super().__init__()
         self.plan = plan
         self.calls = 0
-        self.folded = _Tracked()  # folded conv2d outputs -> their fold, or None once used
+        # folded conv2d outputs -> their fold, or False once used
+        self.folded: _Tracked[_Fold | bool] = _Tracked()
         self.skipped = 0
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         kwargs = kwargs or {}
         if func is torch.conv2d:
             fold = self.plan.get(self.calls)
@@ -175,9 +202,9 @@ class _Folded(TorchFunctionMode):
                 return self._conv(fold, args, kwargs)
         elif func is F.batch_norm:
             norm = _arguments(_BATCH_NORM, args, kwargs)
-            fold = self.folded.get(norm["input"])
-            if isinstance(fold, _Fold):
-                if norm["running_mean"] is not fold.mean:
+            pending = self.folded.get(norm["input"])
+            if isinstance(pending, _Fold):
+                if norm["running_mean"] is not pending.mean:
                     raise _Mismatch("a folded convolution fed another BatchNorm")
                 self.folded.add(norm["input"], False)  # its BatchNorm is done
                 self.skipped += 1
@@ -187,7 +214,7 @@ class _Folded(TorchFunctionMode):
                 raise _Mismatch("a folded convolution's output was read by something else")
         return func(*args, **kwargs)
 
-    def _conv(self, fold: _Fold, args: tuple, kwargs: dict) -> torch.Tensor:
+    def _conv(self, fold: _Fold, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
         conv = _arguments(_CONV2D, args, kwargs)
         if conv["weight"] is not fold.weight or conv["bias"] is not fold.bias:
             raise _Mismatch(f"convolution {self.calls - 1} has other weights")
@@ -216,7 +243,7 @@ class BatchNormFolding:
         self.rows = rows
         self.plan: dict[int, _Fold] | None = None
 
-    def __call__(self, x: torch.Tensor):
+    def __call__(self, x: torch.Tensor) -> Any:
         if self.plan is None:
             with _Probe() as probe:
                 out = self.model(x)

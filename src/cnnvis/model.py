@@ -8,6 +8,7 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
@@ -40,7 +41,8 @@ class Preprocess:
         t = TF.pil_to_tensor(image)
         t = TF.resize(t, [self.resize_size], interpolation=self.interpolation, antialias=True)
         t = TF.center_crop(t, [self.crop_size, self.crop_size])
-        return TF.to_dtype(t, torch.float32, scale=True)
+        display: torch.Tensor = TF.to_dtype(t, torch.float32, scale=True)  # untyped torchvision
+        return display
 
     def normalize(self, display: torch.Tensor) -> torch.Tensor:
         """[0, 1] image tensor (..., 3, H, W) -> model input."""
@@ -72,7 +74,8 @@ class LoadedModel:
     preprocess: Preprocess = field(default_factory=Preprocess)
     categories: list[str] | None = None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> Any:
+        """The module's output: logits, or whatever else the model returns (a tuple, a dict)."""
         return self.module(x)
 
     @property
@@ -119,7 +122,11 @@ def as_loaded(model: nn.Module | LoadedModel) -> LoadedModel:
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 _WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
+# what a float32 twin was copied from: each weight's (data_ptr, _version, dtype, device, shape)
+_Signature = tuple[tuple[int, int, torch.dtype, torch.device, torch.Size], ...]
+_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[_Signature, nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
 _TWINS_LOCK = threading.Lock()
 
 

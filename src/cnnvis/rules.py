@@ -25,7 +25,7 @@ them. The user's modules are never swapped or modified.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,27 +45,40 @@ class RuleState:
     kinds: set[str] = field(default_factory=set)
 
 
+# the local gradient product f'(x) * g of an activation, from (g, x, its parameters)
+_LocalGradient = Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]
+
+
 def _relu_local(grad: torch.Tensor, x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
     """1[x > 0] * g in one fused kernel (the one autograd's own ReLU backward uses)."""
-    return torch.ops.aten.threshold_backward(grad, x, 0)
+    out: torch.Tensor = torch.ops.aten.threshold_backward(grad, x, 0)  # ops are typed Any
+    return out
 
 
 def _hardtanh_local(grad: torch.Tensor, x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
     """1[min < x < max] * g in one fused kernel."""
-    return torch.ops.aten.hardtanh_backward(grad, x, p["min_val"], p["max_val"])
+    out: torch.Tensor = torch.ops.aten.hardtanh_backward(grad, x, p["min_val"], p["max_val"])
+    return out
 
 
 class RuledActivation(torch.autograd.Function):
     """f(x) forward; backward by the rule in `state.rule` (see module docstring)."""
 
     @staticmethod
-    def forward(ctx, x, fn, params, local_fn, state):  # type: ignore[override]
+    def forward(
+        ctx: Any,  # a FunctionCtx carrying the attributes set below
+        x: torch.Tensor,
+        fn: Callable[..., torch.Tensor],
+        params: dict[str, Any],
+        local_fn: _LocalGradient | None,
+        state: RuleState,
+    ) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.fn, ctx.params, ctx.local_fn, ctx.state = fn, params, local_fn, state
         return fn(x, **params)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
         (x,) = ctx.saved_tensors
         rule = ctx.state.rule
         if rule == "deconvnet":
@@ -86,7 +99,7 @@ class _Spec:
     kind: str
     fn: Callable[..., torch.Tensor]  # out-of-place implementation
     defaults: dict[str, Any]
-    local_fn: Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor] | None
+    local_fn: _LocalGradient | None
 
 
 def _build_specs() -> dict[Callable[..., Any], _Spec]:
@@ -115,7 +128,9 @@ _SPECS = _build_specs()
 _SIGNATURES: dict[Callable[..., Any], inspect.Signature] = {}
 
 
-def _params(func: Callable[..., Any], spec: _Spec, args: tuple, kwargs: dict) -> dict[str, Any]:
+def _params(
+    func: Callable[..., Any], spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """The activation's parameters (min/max, slope, ...) from a call's arguments."""
     if not spec.defaults:
         return {}
@@ -132,11 +147,17 @@ def _params(func: Callable[..., Any], spec: _Spec, args: tuple, kwargs: dict) ->
 class RuleMode(TorchFunctionMode):
     """Routes every ReLU-like call made while active through `RuledActivation`."""
 
-    def __init__(self, state: RuleState):
+    def __init__(self, state: RuleState) -> None:
         super().__init__()
         self.state = state
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         kwargs = kwargs or {}
         spec = _SPECS.get(func)
         if spec is None or not args or not isinstance(args[0], torch.Tensor):

@@ -87,15 +87,16 @@ def select_logits(output: Any, key: str | int | None = None) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         logits = output
     elif isinstance(output, Mapping):
-        logits = output.get("logits")
-        if logits is None:
+        named = output.get("logits")
+        if named is None:
             tensors = [v for v in output.values() if isinstance(v, torch.Tensor)]
             if len(tensors) != 1:
                 raise ModelError(
                     "the model returned a dict without 'logits'",
                     hint=Hint("output", str(_keys(output))),
                 )
-            logits = tensors[0]
+            named = tensors[0]
+        logits = named
     elif hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
         logits = output.logits
     elif isinstance(output, Sequence) and output and isinstance(output[0], torch.Tensor):
@@ -171,23 +172,24 @@ def resolve_targets(
     n, classes = logits.shape
     if target is None or (isinstance(target, str) and target.lower() in ("top1", "top-1")):
         return logits.detach().argmax(dim=1)
-    if isinstance(target, torch.Tensor | np.ndarray):
-        target = target.flatten().tolist() if target.ndim else target.item()
-    if isinstance(target, np.generic):
-        target = target.item()
-    if isinstance(target, int | float | str):  # a float is refused by `_one`, by value
-        index = _one(target, classes, categories)
+    value: object = target  # NumPy arrays and scalars are taken too
+    if isinstance(value, torch.Tensor | np.ndarray):
+        value = value.flatten().tolist() if value.ndim else value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int | float | str):  # a float is refused by `_one`, by value
+        index = _one(value, classes, categories)
         return torch.full((n,), index, dtype=torch.long, device=logits.device)
-    if isinstance(target, Sequence) and not isinstance(target, bytes | bytearray):
-        if len(target) != n:
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        if len(value) != n:
             raise TargetError(
-                f"{len(target)} targets given for a batch of {n} images; give one target per "
+                f"{len(value)} targets given for a batch of {n} images; give one target per "
                 "image, or a single target for all"
             )
-        indices = [_one(t, classes, categories) for t in target]
+        indices = [_one(t, classes, categories) for t in value]
         return torch.tensor(indices, dtype=torch.long, device=logits.device)
     raise TargetError(
-        f"cannot use {type(target).__name__} as a target; use a class index, a class name, or "
+        f"cannot use {type(value).__name__} as a target; use a class index, a class name, or "
         "a list of them (one per image)"
     )
 

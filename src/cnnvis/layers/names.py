@@ -18,7 +18,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
             f"a layer name must be a string such as 'layer4', got {type(name).__name__} {name!r}",
             hint=Hint("layers"),
         )
-    modules = dict(unwrap(model).named_modules())
+    modules: dict[str, nn.Module] = dict(unwrap(model).named_modules())  # untyped in torch
     candidates = [name]
     while candidates[-1].startswith("module."):
         candidates.append(candidates[-1].removeprefix("module."))

@@ -9,6 +9,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,7 +55,9 @@ def _is_pass_through(module: nn.Module) -> bool:
     return isinstance(module, _PASS_THROUGH) or type(module).__name__ == "DropPath"
 
 
-_PROBES: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+_PROBES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], list[LayerInfo]]] = (
+    weakref.WeakKeyDictionary()
+)
 _PROBE_LOCK = threading.Lock()
 
 
@@ -81,7 +84,7 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
     outputs: dict[str, torch.Tensor | None] = {}
     calls: dict[str, int] = {}
 
-    def hook(module, args, output):
+    def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         name = names[module]
         tensor, _ = first_tensor(output)
         if name in calls:
@@ -95,7 +98,8 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
     hooks = [(m, hook) for m in names if not is_scripted(m)]
     with guarded_forward(model, hooks=hooks, grad=False):
         model(torch.zeros(input_shape, device=device, dtype=dtype))
-    default = _choose_default(model, order, outputs, input_shape[-2:])
+    size = (input_shape[-2], input_shape[-1])
+    default = _choose_default(model, order, outputs, size)
     spine = set(_spine(model))
     modules = dict(model.named_modules())
     infos = []
@@ -125,7 +129,7 @@ def _choose_default(
     model: nn.Module,
     order: list[str],
     outputs: dict[str, torch.Tensor | None],
-    size: Sequence[int] = (224, 224),
+    size: tuple[int, int] = (224, 224),
 ) -> str | None:
     """The last module to finish with a spatial (N, C, H>1 or W>1) output that is not a pooling
     step (nor a container whose output *is* a pooling step's output); for transformers, the
@@ -158,7 +162,7 @@ def _transformer_default(
     model: nn.Module,
     order: list[str],
     outputs: dict[str, torch.Tensor | None],
-    size: Sequence[int],
+    size: tuple[int, int],
 ) -> str | None:
     """The last transformer block's pre-attention norm (`blocks.11.norm1` in timm's ViT/DeiT,
     `encoder.layers.encoder_layer_11.ln_1` in torchvision's, `features.7.1.norm1` in its Swin),
