@@ -118,7 +118,13 @@ def test_fifty_concurrent_explains_get_their_own_targets(server):
     pid = server["process"].pid
 
     async def run() -> dict[str, float]:
-        limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
+        # uvicorn closes a connection idle for 5 s (its timeout_keep_alive); httpx keeps idle
+        # ones 5 s too by default, so under load a burst could send on a connection the server
+        # was closing at that moment (httpx.ReadError, seen at load 9-11). Browsers retry such
+        # requests; this client forgets idle connections well before the server does.
+        limits = httpx.Limits(
+            max_connections=BURST, max_keepalive_connections=BURST, keepalive_expiry=2.0
+        )
         async with httpx.AsyncClient(
             base_url=server["url"], trust_env=False, timeout=REQUEST_TIMEOUT_S, limits=limits
         ) as client:
