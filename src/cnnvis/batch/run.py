@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CnnvisError, LayerError, TargetError
+from ..errors import CnnvisError, TargetError
 from ..model import LoadedModel, as_loaded
 from .index import Index, atomic_write
 from .inputs import discover
@@ -197,24 +197,15 @@ def _classes(lm: LoadedModel, output: str | None) -> tuple[int, list[str] | None
 
 def _keys(lm: LoadedModel, methods: list[str], layer: str | Sequence[str] | None) -> list[MapKey]:
     """One map key per method, and per layer for methods that take one ('auto' resolved)."""
-    from ..layers import default_layer, resolve_layer
+    from ..layers import requested_layers
     from ..methods import get_method
 
     infos = [get_method(m) for m in dict.fromkeys(methods)]
     if not infos:
         raise CnnvisError("no method given; pass methods=['grad-cam', ...]")
-    names = [layer] if isinstance(layer, str) else list(layer or [])
-    names = [n.strip() for name in names for n in name.split(",") if n.strip()]
-    if not names or names == ["auto"]:
-        names = []
-        if any(i.needs_layer for i in infos):
-            size = lm.preprocess.crop_size
-            names = [default_layer(lm.module, (1, 3, size, size))]
-            log.info("using the default layer %s (the last with spatial output)", names[0])
-    for name in names:
-        if name == "auto":
-            raise LayerError("'auto' cannot be mixed with layer names; give names or auto")
-        resolve_layer(lm.module, name)
+    size = lm.preprocess.crop_size
+    needed = any(i.needs_layer for i in infos)
+    names = requested_layers(lm.module, layer, needed=needed, input_shape=(1, 3, size, size))
     return [MapKey(i.name, n) for i in infos for n in (names if i.needs_layer else [None])]
 
 

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         model,
         methods,
-        None if args.layer in (None, "auto") else args.layer,
+        args.layer,
         args.target,
         device=device,
         output=args.output,

@@ -184,13 +184,6 @@ def parse_params(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dict
     return params
 
 
-def parse_layers(spec: str | None) -> list[str] | None:
-    """None for 'auto', else the comma-separated layer names."""
-    if spec is None or spec.strip().lower() == "auto":
-        return None
-    return [s.strip() for s in spec.split(",") if s.strip()] or None
-
-
 def check_cmap(name: str) -> None:
     from ..render import colormap
 

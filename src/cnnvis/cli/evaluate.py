@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if not good:
         return exit_code(0, len(failed))
     model = load_model(args)
-    layer = None if args.layer in (None, "auto") else args.layer
+    layer = args.layer
     result = evaluate(
         model,
         good,

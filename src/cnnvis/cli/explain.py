@@ -18,6 +18,7 @@ from typing import Any
 
 from ..api import explain_many
 from ..errors import CnnvisError
+from ..layers import requested_layers
 from ..manifest import run_facts
 from ..methods import get_method
 from ..model import LoadedModel
@@ -37,7 +38,6 @@ from .common import (
     load_images,
     load_model,
     method_names,
-    parse_layers,
     parse_methods,
     parse_params,
     positive_int,
@@ -142,15 +142,12 @@ def _resolve_layers(
     args: argparse.Namespace, model: LoadedModel, methods: Sequence[str]
 ) -> list[str] | None:
     """--layer as names; 'auto' resolved once here (and logged once), not once per batch."""
-    names = parse_layers(args.layer)
-    if names is not None or not any(get_method(m).needs_layer for m in methods):
-        return names
-    from ..layers import default_layer
-
     size = model.preprocess.crop_size
-    name = default_layer(model.module, (1, 3, size, size))
-    log.info("using the default layer %s (the last with spatial output)", name)
-    return [name]
+    needed = any(get_method(m).needs_layer for m in methods)
+    names = requested_layers(
+        model.module, args.layer, needed=needed, input_shape=(1, 3, size, size)
+    )
+    return names or None
 
 
 def _explain_batch(

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import LayerError
-from ..layers import default_layer
+from ..layers import requested_layers
 from ..methods import get_method
 from ..model import LoadedModel, as_loaded
 from ..targets import TargetSpec
@@ -135,16 +135,13 @@ def evaluate(
 def _layer(
     lm: LoadedModel, methods: Sequence[str], layer: str | None, shape: tuple[int, ...]
 ) -> list[str] | None:
-    if not any(get_method(m).needs_layer for m in methods):
-        return None
-    if layer is not None:
-        return [layer]
+    needed = any(get_method(m).needs_layer for m in methods)
     try:
-        name = default_layer(lm.module, (1, *shape[1:]))
+        return requested_layers(lm.module, layer, needed=needed, input_shape=shape) or None
     except LayerError:
+        if layer not in (None, "auto"):
+            raise  # a wrong name is the user's error; no spatial layer at all is the model's
         return None
-    log.info("using the default layer %s (the last with spatial output)", name)
-    return [name]
 
 
 def _notes(

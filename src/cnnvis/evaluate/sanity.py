@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..api import explain_many, prepare_inputs
-from ..layers import default_layer
+from ..layers import requested_layers
 from ..methods import get_method
 from ..model import LoadedModel, as_loaded
 from ..targets import TargetSpec
@@ -137,9 +137,10 @@ def model_randomization(
     lm = as_loaded(model)
     x, display = prepare_inputs(lm, image)
     x = x[:1].to(lm.device)
-    if layer is None and any(get_method(m).needs_layer for m in methods):
-        layer = default_layer(lm.module, (1, *x.shape[1:]))
-    trained = explain_many(lm, x, list(methods), [layer] if layer else None, target, output=output)
+    needed = any(get_method(m).needs_layer for m in methods)
+    layers = requested_layers(lm.module, layer, needed=needed, input_shape=tuple(x.shape))
+    layer = layers[0] if layers else None
+    trained = explain_many(lm, x, list(methods), layers or None, target, output=output)
     first = next(iter(trained.values()))
     t, t_name = first.targets[0], first.target_names[0]
     reference = {

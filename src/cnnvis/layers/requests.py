@@ -40,7 +40,7 @@ def requested_layers(
     for the default layer and patterns: (1, C, H, W) of the inputs to explain.
     """
     shape = (1, *tuple(input_shape)[1:])
-    names = _names(request)
+    names = ["auto" if n.lower() == "auto" else n for n in _names(request)]
     if "auto" in names and len(names) > 1:
         raise LayerError("'auto' cannot be mixed with layer names; give names or auto")
     names = [n for n in names if n != "auto"]

@@ -207,7 +207,7 @@ def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[s
     names = _method_names(form.methods)
     params = _params(form.params)
     target = parse_target(form.target)
-    layer = None if (form.layer or "auto").lower() == "auto" else [form.layer]
+    layer = form.layer  # "auto" or a name: read by cnnvis.layers.requested_layers
     source, image = _image(server, form.sample, upload)
     lm = server.model(form.model)
     failures: dict[str, CnnvisError] = {}

@@ -7,6 +7,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from test_cam_family import CAMS, _corr, grad_cam_library_raw
 from timm.models.vision_transformer import VisionTransformer
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
@@ -14,7 +15,6 @@ import cnnvis
 from cnnvis.capture import record
 from cnnvis.layers import token_grid
 from cnnvis.postprocess import is_blank
-from test_cam_family import CAMS, _corr, grad_cam_library_raw
 
 
 def _image(n: int = 1, size: int = 224) -> torch.Tensor:
