@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-quick clean venv browser
+.PHONY: demo test lint format bench bench-quick clean venv browser docs-figures
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,18 +29,23 @@ demo: $(STAMP)
 	$(BIN)/cnnvis explain sample:cat --out cnnvis-out
 
 test: $(STAMP) browser
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks docs
+	$(BIN)/ruff check --fix src tests benchmarks docs
+
+# the method table in README.md (from the registry) and docs/architecture.png (from the imports)
+docs-figures: $(STAMP)
+	$(BIN)/python docs/gen_methods_table.py --write
+	$(BIN)/python docs/gen_architecture.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

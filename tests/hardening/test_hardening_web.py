@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from test_hardening_images import BAD, GOOD, SmallCNN
 from torch import nn
 
 from cnnvis.model import LoadedModel, Preprocess
 from cnnvis.web import create_app
-from test_hardening_images import BAD, GOOD, SmallCNN
 
 
 @pytest.fixture(scope="module")
