@@ -10,6 +10,8 @@ e.map                                            # raw, signed torch.Tensor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import evaluate
 from .api import classify, explain, explain_many, sweep
 from .errors import (
@@ -28,10 +30,13 @@ from .methods import MethodInfo, get_method, list_methods
 from .model import LoadedModel, Preprocess
 from .zoo import load_model
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> ModuleType:
     """`cnnvis.batch` (whole datasets) is imported on first use."""
     if name == "batch":
         import importlib

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ from .model import (
 )
 from .postprocess import upsample
 from .targets import TargetSpec, select_logits
+
+if TYPE_CHECKING:
+    from .images import ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,36 @@ def _categories(model: LoadedModel, classes: int) -> list[str] | None:
     if model.categories is not None:
         return model.categories
     return imagenet_categories() if classes == 1000 else None
+
+
+@overload
+def classify(
+    model: nn.Module | LoadedModel,
+    images: list[Any] | tuple[Any, ...],
+    top_k: int = 5,
+    *,
+    output: str | int | None = None,
+) -> list[list[Prediction]]: ...
+
+
+@overload
+def classify(
+    model: nn.Module | LoadedModel,
+    images: ImageSource,
+    top_k: int = 5,
+    *,
+    output: str | int | None = None,
+) -> list[Prediction]: ...
+
+
+@overload
+def classify(
+    model: nn.Module | LoadedModel,
+    images: ImageLike,
+    top_k: int = 5,
+    *,
+    output: str | int | None = None,
+) -> list[Prediction] | list[list[Prediction]]: ...
 
 
 def classify(

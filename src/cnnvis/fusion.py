@@ -55,7 +55,7 @@ def fuse_layers(
             raise MethodError("fuse_layers: the maps explain different targets")
     scaled = torch.stack([normalize(e.map.clamp(min=0)) for e in items])  # (L, N, H, W)
     fused = normalize(scaled.mean(dim=0)) if how == "mean" else scaled.amax(dim=0)
-    layers = [e.layer for e in items]
+    layers = [e.layer for e in items if e.layer is not None]  # all of them (checked above)
     return replace(
         first,
         map=fused,

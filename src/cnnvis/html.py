@@ -106,7 +106,7 @@ def href(path: str | Path) -> str:
 
 
 def predictions_table(
-    predictions: Sequence[PredictionLike] | Sequence[Mapping[str, Any]],
+    predictions: Sequence[PredictionLike | Mapping[str, Any]],
     target: int | None = None,
 ) -> str:
     """The top-k predictions as an HTML table with probability bars; `target`'s row marked."""

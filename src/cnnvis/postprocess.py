@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from cnnvis import errors
 
 RescaleMode = Literal["all", "pos", "neg"]
-RESCALE_MODES: tuple[str, ...] = ("all", "pos", "neg")
+RESCALE_MODES: tuple[RescaleMode, ...] = ("all", "pos", "neg")
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 UPSAMPLE_MODES: tuple[str, ...] = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 
@@ -178,7 +178,9 @@ def upsample(
     _check_batched(map, (3,), "map")
     if mode not in UPSAMPLE_MODES:
         raise DisplayError(errors.unknown("upsample mode", str(mode), UPSAMPLE_MODES))
-    size = (size, size) if isinstance(size, int) else tuple(size)
+    height_width = (size, size) if isinstance(size, int) else tuple(size)
     corners = False if mode in ("bilinear", "bicubic") else None
-    out = F.interpolate(_floating(map)[:, None], size=size, mode=mode, align_corners=corners)
+    out = F.interpolate(
+        _floating(map)[:, None], size=height_width, mode=mode, align_corners=corners
+    )
     return out[:, 0]

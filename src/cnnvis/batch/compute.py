@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..api import explain_many
-from ..errors import LayerError, MethodError
+from ..errors import CnnvisError, LayerError, MethodError
 from ..model import LoadedModel
 from ..targets import parse_target
 from .dataset import to_display
@@ -58,7 +58,7 @@ def explain_columns(
     n = pixels.shape[0]
     start = time.perf_counter()
     x = model.preprocess.normalize(to_display(pixels.to(model.device, non_blocking=True)))
-    failures: dict[str, Exception] = {}
+    failures: dict[str, CnnvisError] = {}
     results = explain_many(
         model,
         x,
@@ -66,7 +66,7 @@ def explain_columns(
         job.layers or None,
         batch_target(job, label_index),
         output=job.output,
-        failures=failures,  # type: ignore[arg-type]
+        failures=failures,
         top_k=1,
         params=job.params,
     )

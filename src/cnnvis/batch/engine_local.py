@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import CnnvisError
 from ..model import LoadedModel
 from .compute import explain_columns
 from .dataset import OK, Decoded, ImageFiles, loader
@@ -23,7 +24,7 @@ def run_local(model: LoadedModel, outcomes: Outcomes, *, batch_size: int, worker
     waiting: list[Decoded] = []
 
     def explain(records: list[Decoded]) -> None:
-        pixels = torch.stack([r.pixels for r in records])  # type: ignore[misc]
+        pixels = torch.stack([_pixels(r) for r in records])
         labels = np.array([_label(outcomes.label_index[r.index]) for r in records], dtype=np.int64)
         columns = explain_columns(model, pixels, labels, job)
         images = [_fields(outcomes, r) for r in records]
@@ -49,6 +50,13 @@ DECODED_FIELDS = (
     "error_type",
     "error",
 )
+
+
+def _pixels(record: Decoded) -> torch.Tensor:
+    """The pixels of a record decoded OK (every such record has them)."""
+    if record.pixels is None:
+        raise CnnvisError(f"batch: image {record.index} ({record.status}) has no pixels")
+    return record.pixels
 
 
 def _label(index: int | None) -> int:

@@ -92,4 +92,5 @@ def require_label_targets(
             f"--target label: {len(unknown)} label(s) match no class of the model: "
             f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''} ({hint}{did})"
         )
-    return [mapping[label] for label in labels]  # type: ignore[misc]
+    known = {label: index for label, index in mapping.items() if index is not None}  # all
+    return [known[label] for label in labels if label is not None]  # every image has one

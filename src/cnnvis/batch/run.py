@@ -122,10 +122,10 @@ def run(
     else:
         mapping = label_indices(labels, categories, classes)
         label_index = [None if lab is None else mapping[lab] for lab in labels]
-    params = {k: dict(v) for k, v in (params or {}).items()}
-    job = Job(keys, params, target_text, output, png, cmap, max_pixels=max_pixels)
+    per_method = {k: dict(v) for k, v in (params or {}).items()}
+    job = Job(keys, per_method, target_text, output, png, cmap, max_pixels=max_pixels)
     job.fingerprint = model_fingerprint(lm)
-    job.settings = settings_hashes(lm, keys, params, target_text, output, job.fingerprint)
+    job.settings = settings_hashes(lm, keys, per_method, target_text, output, job.fingerprint)
     out_dir = Path(out)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     with held(out_dir):

@@ -73,7 +73,8 @@ def write_image_outputs(
     if len(explanations) > 1:
         fig = render.comparison_figure(explanations, index, cmap)
         files["comparison"] = render.save_figure(fig, folder / "comparison.png").name
-    arrays = {}
+    # Any: mypy checks **arrays against savez_compressed's allow_pickle: bool too
+    arrays: dict[str, Any] = {}
     maps = []
     for e in explanations:
         key = manifest.map_key(e)
@@ -143,7 +144,7 @@ def write_sweep_outputs(
     name = f"sweep-{result.method}"
     first = next(iter(result.explanations.values()))
     render.to_pil(first.images[0]).save(folder / "input.png")
-    maps = []
+    maps: list[dict[str, Any]] = []
     for layer, e in result.explanations.items():
         mode = "overlay" if e.kind == "cam" else "gray"
         png = render.save_map_png(e, 0, folder / name / f"{layer}.png", cmap, mode)
@@ -163,7 +164,10 @@ def write_sweep_outputs(
         progress.step(note=layer)
     figure = render.save_figure(render.sweep_figure(result, 0, cmap), folder / f"{name}.png")
     progress.step()
-    arrays = {layer: e.map[0].detach().cpu().numpy() for layer, e in result.explanations.items()}
+    # Any: mypy checks **arrays against savez_compressed's allow_pickle: bool too
+    arrays: dict[str, Any] = {
+        layer: e.map[0].detach().cpu().numpy() for layer, e in result.explanations.items()
+    }
     if fuse:
         maps.append(_fused_sweep_map(result, fuse, folder, name, cmap, arrays))
     np.savez_compressed(folder / f"{name}.npz", **arrays)

@@ -120,11 +120,11 @@ class Boxes:
                     f"boxes in {self.source} are not in the model's input coordinates, and the "
                     "original image size is unknown (a tensor was given); pass images as files"
                 )
-            if self.space == "input":
+            if self.space == "input" and self.preprocess is not None:  # input of another model
                 src = Preprocess(
                     resize_size=self.preprocess["resize_size"],
                     crop_size=self.preprocess["crop_size"],
-                )  # type: ignore[index]
+                )
                 x0, y0 = input_to_image((x0, y0), src, image_size)
                 x1, y1 = input_to_image((x1, y1), src, image_size)
             x0, y0 = image_to_input((x0, y0), preprocess, image_size)

@@ -107,7 +107,7 @@ def evaluate(
         entries, t, ok = image_maps(result, lm, name, i, x, names, layers, each, params, options)
         faithfulness_scores(result, scorer, lm, name, i, x[0], t, entries, per_image, options)
         if box_table is not None:
-            mask = box_table.object_mask(name, t, lm.preprocess, size, tuple(x.shape[-2:]))
+            mask = box_table.object_mask(name, t, lm.preprocess, size, (x.shape[-2], x.shape[-1]))
             localisation_scores(result, name, entries, mask, localisation, tolerance)
         merge_random_draws(result, name)
         for mode in (m for m in chosen if m in RANDOMIZATION_MODES):

@@ -70,7 +70,7 @@ def randomization_groups(module: nn.Module) -> list[tuple[str, list[str]]]:
     def walk(parent: nn.Module, prefix: str) -> None:
         for name, child in parent.named_children():
             full = f"{prefix}{name}"
-            if type(child) in (nn.Sequential, nn.ModuleList) and len(child):
+            if (type(child) is nn.Sequential or type(child) is nn.ModuleList) and len(child):
                 walk(child, full + ".")
             elif any(True for _ in child.parameters()):
                 units.append((full, child))

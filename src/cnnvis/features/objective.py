@@ -75,10 +75,13 @@ def scores(
     with the image size.
     """
     if isinstance(targets[0], UnitTarget):
+        units = [t for t in targets if isinstance(t, UnitTarget)]
+        if len(units) != len(targets):
+            raise TargetError("the targets of one batch must all be class logits or all units")
         area = value.shape[2] * value.shape[3] if value.dim() == 4 else 1
         per_image = [
             t.scores(value[i : i + 1]) / (area if t.reduce == "sum" else 1)
-            for i, t in enumerate(targets)
+            for i, t in enumerate(units)
         ]
         return torch.cat(per_image)
     logits = select_logits(value, output_key)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from ..forwards import device_dtype
 from ..model import LoadedModel, as_loaded
 from ..targets import UnitTarget
 from .objective import FeatureError, Forward, hooked_forward
+
+if TYPE_CHECKING:
+    from ..images import ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,7 @@ def top_patches(
     model: nn.Module | LoadedModel,
     layer: str,
     channel: int,
-    images: str | os.PathLike[str] | Sequence[object] | torch.Tensor,
+    images: ImageSource | Sequence[ImageSource] | torch.Tensor,
     k: int = 9,
     *,
     batch_size: int = 16,
@@ -132,7 +136,7 @@ def top_patches(
     field = receptive_field(loaded, layer, size)
     side = min(patch_size or field.size, size)
     values, positions = _maxima(loaded, unit, pictures, batch_size)
-    order = values.argsort(descending=True, stable=True)[:k].tolist()
+    order: list[int] = values.argsort(descending=True, stable=True)[:k].tolist()
     if len(order) < k:
         log.warning("only %d images for the top %d patches", len(order), k)
     boxes = [field.box(*positions[i], side) for i in order]
@@ -162,7 +166,7 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def _pictures(
-    model: LoadedModel, images: str | os.PathLike[str] | Sequence[object] | torch.Tensor
+    model: LoadedModel, images: ImageSource | Sequence[ImageSource] | torch.Tensor
 ) -> tuple[list[str], torch.Tensor]:
     """(names, [0, 1] pictures (N, 3, S, S)) as the model sees them; unreadable files of a
     folder are skipped with a warning."""
@@ -175,27 +179,29 @@ def _pictures(
         return [f"image {i}" for i in range(len(batch))], batch.detach().float().cpu()
     from ..images import load_image
 
-    folder = isinstance(images, str | os.PathLike) and Path(images).is_dir()
-    items: list[object] = list(image_files(images)) if folder else _as_list(images)
+    folder = images if isinstance(images, str | os.PathLike) and Path(images).is_dir() else None
+    items: list[ImageSource] = list(image_files(folder)) if folder is not None else _as_list(images)
     names, pictures = [], []
     for item in items:
         try:
-            pictures.append(model.preprocess.to_display(load_image(item)))  # type: ignore[arg-type]
+            pictures.append(model.preprocess.to_display(load_image(item)))
         except ImageError as error:
-            if not folder:
+            if folder is None:
                 raise
             log.warning("skipping %s: %s", item, error)
             continue
         names.append(str(item))
-    if not pictures:
-        raise FeatureError(f"no readable images in {images}; give a folder of PNG/JPEG files")
+    if not pictures:  # a folder of unreadable files, or an empty list (bad items raise above)
+        shown = str(images)
+        raise FeatureError(f"no readable images in {shown}; give a folder of PNG/JPEG files")
     return names, torch.stack(pictures)
 
 
-def _as_list(images: object) -> list[object]:
-    if isinstance(images, str | os.PathLike | bytes) or not isinstance(images, Sequence):
-        return [images]
-    return list(images)
+def _as_list(images: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
+    one = str | os.PathLike | bytes | bytearray | memoryview  # sequences that are one image
+    if isinstance(images, Sequence) and not isinstance(images, one):
+        return list(images)
+    return [images]
 
 
 def _maxima(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Literal, Protocol, overload
 
 import torch
 
@@ -24,6 +25,9 @@ from ..layers import resolve_layer
 from ..targets import select_logits, target_scores
 
 log = logging.getLogger(__name__)
+
+Score = Callable[[torch.Tensor], torch.Tensor]
+"""`score(x) -> (B, N)`, as `scoring` yields it."""
 
 
 def positive_int(name: str, value: object, method: str) -> int:
@@ -76,7 +80,7 @@ def scoring(
     channels_last: bool = False,
     fold: bool = False,
     rows: int | None = None,
-) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+) -> Iterator[Score]:
     """Yields `score(x) -> (B, N)`: for each row of a batch x, the score of every recorded
     image's target — its logit (softmax probability with `probabilities`), or the unit's
     activation for a unit target. Runs in `forwards.guarded_forward` without gradients; `hooks`
@@ -102,6 +106,21 @@ def scoring(
         yield score
 
 
+class Gradient(Protocol):
+    """`gradient(x, targets) -> (∂y/∂x, y)`; with `backward=False`, (None, y) from a forward
+    without gradients (see `input_gradients`)."""
+
+    @overload
+    def __call__(
+        self, x: torch.Tensor, targets: torch.Tensor, backward: Literal[True] = ...
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def __call__(
+        self, x: torch.Tensor, targets: torch.Tensor, backward: Literal[False]
+    ) -> tuple[None, torch.Tensor]: ...
+
+
 @contextmanager
 def input_gradients(
     rec: Recording,
@@ -109,7 +128,7 @@ def input_gradients(
     channels_last: bool = False,
     fold: bool = False,
     rows: int | None = None,
-) -> Iterator[Callable[..., tuple[torch.Tensor | None, torch.Tensor]]]:
+) -> Iterator[Gradient]:
     """Yields `gradient(x, targets) -> (∂y/∂x (B, C, H, W), y (B,))`: one forward of the batch
     and one `torch.autograd.grad` of the sum of its scores (row i: the logit of targets[i], or
     the unit's activation), with the plain backward, in `forwards.guarded_forward` with
@@ -124,7 +143,19 @@ def input_gradients(
         logits = select_logits(forward(x), rec.output_key)
         return store.pop("unit") if unit is not None else target_scores(logits, targets)
 
-    def gradient(x: torch.Tensor, targets: torch.Tensor, backward: bool = True):
+    @overload
+    def gradient(
+        x: torch.Tensor, targets: torch.Tensor, backward: Literal[True] = ...
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def gradient(
+        x: torch.Tensor, targets: torch.Tensor, backward: Literal[False]
+    ) -> tuple[None, torch.Tensor]: ...
+
+    def gradient(
+        x: torch.Tensor, targets: torch.Tensor, backward: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         if not backward:
             with torch.no_grad():
                 return None, scores(x, targets).detach()

@@ -24,6 +24,7 @@ own layout: (N, C, h, w), channels-last (N, h, w, C), or tokens (N, T, C), where
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
@@ -31,8 +32,8 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import first_tensor
 from ..layers import resolve_layer
-from ._batching import positive_int, scoring
-from .cam import layer_activation, weighted_sum
+from ._batching import Score, positive_int, scoring
+from .cam import layer_activation, required_layer, weighted_sum
 from .facts import Cost, MethodInfo, Needs
 from .registry import register
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 class _Replace:
     """A forward hook that hands downstream `output` instead of the layer's own output at the
-    `at`-th call of a forward (counted in `calls`); with `at` None it only counts."""
+    `at`-th call of a forward (counted in `calls`); without an `output` it only counts."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -51,18 +52,19 @@ class _Replace:
     def arm(self, at: int | None, output: torch.Tensor | None = None) -> None:
         self.calls, self.at, self.output = 0, at, output
 
-    def __call__(self, module, args, output):
+    def __call__(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
         self.calls += 1
-        if self.at is None or self.calls != self.at:
+        replacement = self.output
+        if replacement is None or self.calls != self.at:
             return None
         tensor, rebuild = first_tensor(output)
-        if tensor is None or tensor.shape[1:] != self.output.shape[1:]:
+        if tensor is None or rebuild is None or tensor.shape[1:] != replacement.shape[1:]:
             shape = None if tensor is None else tuple(tensor.shape)
             raise MethodError(
                 f"ablation-cam: the layer's output is {shape} in this forward, not the recorded "
-                f"{tuple(self.output.shape[1:])} per image"
+                f"{tuple(replacement.shape[1:])} per image"
             )
-        return rebuild(self.output.clone())  # an in-place op downstream must not reach it
+        return rebuild(replacement.clone())  # an in-place op downstream must not reach it
 
 
 def channel_dim(rec: Recording, layer: str, spatial: torch.Tensor) -> int:
@@ -92,6 +94,7 @@ def ablation_cam(
 ) -> torch.Tensor:
     """Ablation-CAM, raw: Σ_k (y_c - y_c^k) / y_c A_k, y_c^k the score with channel k of the
     layer set to `value` (Desai & Ramaswamy 2020)."""
+    layer = required_layer(layer)
     acts = layer_activation(rec, layer).detach()
     positive_int("batch_size", batch_size, "ablation-cam")
     dtype = torch.promote_types(acts.dtype, torch.float32)
@@ -121,7 +124,7 @@ class _Ablation:
         self.replace = _Replace()
         self.calls = 0
 
-    def start(self, score) -> torch.Tensor:
+    def start(self, score: Score) -> torch.Tensor:
         """Each image's own score, unablated (N,), counting the layer's calls per forward."""
         self.replace.arm(None)
         base = score(self.x).diagonal()
@@ -130,13 +133,15 @@ class _Ablation:
             raise MethodError(f"ablation-cam: layer {self.layer} did not run in the forward")
         return base
 
-    def image(self, score, i: int, batch_size: int, base: torch.Tensor):
+    def image(
+        self, score: Score, i: int, batch_size: int, base: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(channels, their ablated scores) for image i; channels already equal to `value`
         everywhere are left out (their weight is 0)."""
         live = (self.output[i].movedim(self.dim - 1, 0) != self.value).flatten(1).any(dim=1)
         live = live.nonzero().squeeze(1)
         todo = torch.cat([live.new_full((1,), -1), live]) if self.share_prefix else live
-        found = []
+        found: list[torch.Tensor] = []
         for start in range(0, len(todo), batch_size):
             channels = todo[start : start + batch_size]
             rows = ablated_rows(self.output[i], channels, self.value, self.dim)
@@ -146,7 +151,9 @@ class _Ablation:
             found.append(scores)
         return live, torch.cat(found)[todo >= 0]
 
-    def _shared(self, score, i, rows, base, check) -> torch.Tensor | None:
+    def _shared(
+        self, score: Score, i: int, rows: torch.Tensor, base: torch.Tensor, check: bool
+    ) -> torch.Tensor | None:
         """The scores of `rows` from a forward of image i alone whose layer output is replaced
         by the whole batch of rows (the first one unablated when `check`: it must give back
         `base`); None, from then on, when the model's code does not broadcast the batch."""
@@ -156,12 +163,15 @@ class _Ablation:
         try:
             scores = score(self.x[i : i + 1])
         except Exception as error:  # the repeated-input path raises real errors again
-            return self._give_up(f"it raised {error!r}")
+            self._give_up(f"it raised {error!r}")
+            return None
         if scores.shape[0] != len(rows) or self.replace.calls != self.calls:
-            return self._give_up(f"{scores.shape[0]} rows came out for {len(rows)}")
+            self._give_up(f"{scores.shape[0]} rows came out for {len(rows)}")
+            return None
         scores = scores[:, i]
         if check and not abs(float(scores[0] - base)) <= 1e-3 * max(1.0, abs(float(base))):
-            return self._give_up("the unablated row does not give back the image's score")
+            self._give_up("the unablated row does not give back the image's score")
+            return None
         return scores
 
     def _give_up(self, why: str) -> None:
@@ -169,9 +179,8 @@ class _Ablation:
             "ablation-cam: the ablated batch does not broadcast (%s); repeating the input", why
         )
         self.share_prefix = False
-        return None
 
-    def _repeated(self, score, i, rows) -> torch.Tensor:
+    def _repeated(self, score: Score, i: int, rows: torch.Tensor) -> torch.Tensor:
         """The scores of `rows` from a forward of image i repeated once per row."""
         self.replace.arm(self.calls, rows)
         scores = score(self.x[i : i + 1].expand(len(rows), *self.x.shape[1:]).contiguous())

@@ -19,18 +19,23 @@ from .facts import Cost, MethodInfo, Needs
 from .registry import register
 
 
+def required_layer(layer: str | None) -> str:
+    """`layer`, or a LayerError when a method that needs one got None."""
+    if layer is None:
+        raise LayerError("this method needs a layer; give layer=NAME or leave it to the default")
+    return layer
+
+
 def layer_activation(rec: Recording, layer: str | None) -> torch.Tensor:
     """The recorded activation at `layer` as (N, C, h, w) (see `to_spatial`); a LayerError if it
     has no spatial layout."""
-    if layer is None:
-        raise LayerError("this method needs a layer; give layer=NAME or leave it to the default")
+    layer = required_layer(layer)
     return to_spatial(rec.activations[layer], _input_size(rec), rec.model, layer)
 
 
 def layer_gradient(rec: Recording, layer: str | None) -> torch.Tensor:
     """d(score)/d(activation) at `layer`, in the same (N, C, h, w) layout as `layer_activation`."""
-    if layer is None:
-        raise LayerError("this method needs a layer; give layer=NAME or leave it to the default")
+    layer = required_layer(layer)
     return to_spatial(rec.layer_gradient(layer), _input_size(rec), rec.model, layer)
 
 

@@ -85,7 +85,7 @@ def eigen_cam(rec: Recording, layer: str | None) -> torch.Tensor:
     work = acts.to(torch.promote_types(acts.dtype, torch.float32))  # SVD in fp32 or fp64
     flat = work.flatten(2).transpose(1, 2)  # (N, h*w, C)
     centred = flat - flat.mean(dim=1, keepdim=True)
-    v = torch.linalg.svd(centred, full_matrices=False).Vh[:, 0]  # (N, C)
+    v: torch.Tensor = torch.linalg.svd(centred, full_matrices=False).Vh[:, 0]  # (N, C)
     sign = torch.where(v.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
     projection = centred @ (v * sign)[..., None]  # (N, h*w, 1)
     return projection.reshape(n, h, w).to(acts.dtype)

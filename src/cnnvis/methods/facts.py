@@ -15,7 +15,13 @@ import torch
 
 from ..errors import MethodError
 
-Compute = Callable[..., torch.Tensor]
+RawMap = torch.Tensor | tuple[torch.Tensor, dict[str, Any]]
+"""What a method's `compute` returns: the raw map, or (the raw map, diagnostics) where a method
+also reports numbers about it (integrated gradients' completeness error); the diagnostics join
+the explanation's `params`."""
+
+Compute = Callable[..., RawMap]
+"""`compute(recording, layer, **params)`: a method's raw map (see `RawMap`)."""
 
 Kind = Literal["pixel", "cam"]
 """pixel: a map per input pixel (N, 3, H, W); cam: a map at a layer, (N, h, w)."""
@@ -91,7 +97,8 @@ class MethodInfo:
     """What a method is, what it needs and what it costs.
 
     `compute(recording, layer)` returns the raw signed map: (N, 3, H, W) for pixel methods,
-    (N, h, w) at the layer's resolution for CAMs (the API upsamples those to the input).
+    (N, h, w) at the layer's resolution for CAMs (the API upsamples those to the input), or
+    (map, diagnostics) (see `RawMap`).
     `input_rules` are the backward rules it needs at the input ("plain", "guided",
     "deconvnet"); `layer_gradients` whether it reads the gradient at its layer; `order` its
     position in listings (10s gradient family, 20s CAMs, 30s perturbation CAMs, 40s

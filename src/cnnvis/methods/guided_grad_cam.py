@@ -14,7 +14,7 @@ from .registry import register
 def guided_grad_cam(rec: Recording, layer: str | None) -> torch.Tensor:
     """Guided backprop times the upsampled, ReLU'd Grad-CAM (Selvaraju et al. 2017)."""
     guided = rec.input_gradient("guided")
-    heat = upsample(grad_cam(rec, layer).clamp(min=0), tuple(guided.shape[-2:]))
+    heat = upsample(grad_cam(rec, layer).clamp(min=0), (guided.shape[-2], guided.shape[-1]))
     return guided * heat[:, None]
 
 

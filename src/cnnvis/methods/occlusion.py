@@ -23,7 +23,8 @@ def _triple(name: str, value: int | tuple[int, ...], channels: int) -> tuple[int
         values = (channels, *values)
     if len(values) != 3:
         raise MethodError(f"occlusion: {name} must be an int, (h, w) or (c, h, w); got {value!r}")
-    return tuple(positive_int(name, v, "occlusion") for v in values)  # type: ignore[return-value]
+    c, h, w = (positive_int(name, v, "occlusion") for v in values)
+    return c, h, w
 
 
 def windows(
@@ -86,11 +87,11 @@ def occlusion(
     count = cover[0][:, None, None] * cover[1][None, :, None] * cover[2][None, None, :]
     total = accumulator(x)
     images = torch.arange(n, device=x.device)
-    rows = min(batch_size, n * spots)
-    with scoring(rec, rows=rows, **fast_settings(x, rows)) as score:
+    per_forward = min(batch_size, n * spots)
+    with scoring(rec, rows=per_forward, **fast_settings(x, per_forward)) as score:
         reference = score(x)[images, images]
-        for rows in chunks(n * spots, batch_size):  # row r: window r % spots of image r // spots
-            rows = rows.to(x.device)
+        for chunk in chunks(n * spots, batch_size):  # row r: window r % spots of image r // spots
+            rows = chunk.to(x.device)
             image, masks = rows // spots, window_masks(axes, rows % spots)
             batch = torch.where(masks, filled[image], x[image])
             drops = reference[image] - score(batch)[torch.arange(len(rows)), image]

@@ -68,7 +68,7 @@ def rise(
         raise MethodError(f"rise: p must be in (0, 1], got {p!r}")
     x = rec.inputs.detach()
     n = x.shape[0]
-    bank = MaskBank(count, tuple(x.shape[-2:]), cells, p, seed)
+    bank = MaskBank(count, (x.shape[-2], x.shape[-1]), cells, p, seed)
     total = accumulator(x[:, :1])
     per_forward = min(batch_size, count * n)
     fast = fast_settings(x, per_forward)

@@ -10,7 +10,7 @@ import torch
 from ..capture import Recording
 from ..errors import MethodError
 from ._batching import accumulator, choice, chunks, positive_int
-from .facts import Cost, MethodInfo, Needs
+from .facts import Cost, MethodInfo, Needs, RawMap
 from .registry import get_method, register
 
 BASES = ("gradient", "guided-backprop", "deconvnet", "gradient-x-input", "integrated-gradients")
@@ -80,7 +80,7 @@ def smoothgrad(
     return result[variant].to(x.dtype)
 
 
-def base_map(out: torch.Tensor | tuple[torch.Tensor, Any]) -> torch.Tensor:
+def base_map(out: RawMap) -> torch.Tensor:
     """The map of a method's result (integrated-gradients also returns diagnostics)."""
     return (out[0] if isinstance(out, tuple) else out).detach()
 

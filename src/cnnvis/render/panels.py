@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import textwrap
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -109,13 +109,16 @@ def _title_room(row: list[Panel | None], fontsize: float) -> float:
     return lines * 1.25 * fontsize / 72 + 0.12
 
 
-def _inches(fig: Figure, x: float, y: float, w: float, h: float) -> list[float]:
+Rect = tuple[float, float, float, float]  # (left, bottom, width, height)
+
+
+def _inches(fig: Figure, x: float, y: float, w: float, h: float) -> Rect:
     """A rectangle in inches from the figure's bottom-left as figure fractions."""
     width, height = fig.get_size_inches()
-    return [x / width, y / height, w / width, h / height]
+    return (x / width, y / height, w / width, h / height)
 
 
-def _colorbar(fig: Figure, rect: list[float], cmap: str, fontsize: float) -> None:
+def _colorbar(fig: Figure, rect: Rect, cmap: str, fontsize: float) -> None:
     """A [0, 1] colorbar in `rect` (figure fractions)."""
     mappable = ScalarMappable(Normalize(0.0, 1.0), colormap(cmap))
     bar = fig.colorbar(mappable, cax=fig.add_axes(rect), ticks=[0, 0.5, 1])
@@ -136,8 +139,8 @@ def grid_figure(
     `shared_bar`, one colorbar for all panels sits at the far right instead.
     """
     panels = [p for row in grid for p in row if p is not None]
-    for panel in panels:
-        panel.title = _fit_title(panel.title, side, fontsize)
+    for p in panels:
+        p.title = _fit_title(p.title, side, fontsize)
     per_panel = shared_bar is None and any(p.colorbar for p in panels)
     cell = side + (BAR_ROOM if per_panel else COLUMN_GAP)
     width = 2 * MARGIN + max(map(len, grid)) * cell + (SHARED_BAR_ROOM if shared_bar else 0.0)
@@ -178,10 +181,10 @@ def _draw_panel(
 
 def wrap(panels: list[Panel], ncols: int) -> Grid:
     """Flow panels into rows of at most `ncols`."""
-    return [panels[i : i + ncols] for i in range(0, len(panels), ncols)]
+    return [list(panels[i : i + ncols]) for i in range(0, len(panels), ncols)]
 
 
-def side_by_side(column: list[Panel], rows: Grid) -> Grid:
+def side_by_side(column: list[Panel], rows: Sequence[Sequence[Panel | None]]) -> Grid:
     """`column` down the left of `rows`; what it has beyond their number flows in extra rows.
 
     [input | gb all, pos, neg, gray]

@@ -6,7 +6,7 @@ the request body, so the documentation and the validation cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -118,7 +118,7 @@ def request_body(form: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     """The request body, chunk by chunk, stopping with RequestTooLarge past `limit` bytes."""
     total = 0
     async for chunk in request.stream():

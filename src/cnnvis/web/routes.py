@@ -272,9 +272,10 @@ def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, 
     start = time.perf_counter()
     method = _method_names(form.method)[0]
     target = parse_target(form.target)
-    spec: str | list[str] = form.layers or "all"
-    if "," in spec:
-        spec = [s.strip() for s in spec.split(",") if s.strip()]
+    requested = form.layers or "all"
+    spec: str | list[str] = requested
+    if "," in requested:
+        spec = [s.strip() for s in requested.split(",") if s.strip()]
     source, image = _image(server, form.sample, upload)
     lm = server.model(form.model)
     result_sweep: Sweep = sweep_layers(lm, image, method, spec, target, output=server.config.output)
@@ -420,7 +421,9 @@ def _download(content: bytes, media_type: str, filename: str) -> Response:
     return Response(content, media_type=media_type, headers=headers)
 
 
-NOT_FOUND = {404: {"model": ErrorOut, "description": "no such result (only recent ones are kept)"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such result (only recent ones are kept)"}
+}
 
 
 @router.get(

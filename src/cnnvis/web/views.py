@@ -102,6 +102,8 @@ def figure_png(result: Result, cmap: str, alpha: float) -> bytes:
 
 def maps_npz(result: Result) -> bytes:
     """The raw, signed maps (float32) and the input picture, as a compressed NPZ."""
+    # Any: mypy checks **arrays against savez_compressed's allow_pickle: bool too
+    arrays: dict[str, Any]
     if result.sweep is not None:
         arrays = {layer: _array(e.map[0]) for layer, e in result.sweep.explanations.items()}
     else:
