@@ -92,5 +92,6 @@ def require_label_targets(
             f"--target label: {len(unknown)} label(s) match no class of the model: "
             f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''} ({hint}{did})"
         )
-    known = {label: index for label, index in mapping.items() if index is not None}  # all
-    return [known[label] for label in labels if label is not None]  # every image has one
+    # here every image has a label and every label an index (the errors above say otherwise)
+    known = {label: index for label, index in mapping.items() if index is not None}
+    return [known[label] for label in labels if label is not None]
