@@ -41,7 +41,12 @@ def test_public_callable_has_a_real_signature(name: str):
 def test_load_model_is_the_zoo_one():
     assert inspect.signature(cnnvis.load_model) == inspect.signature(cnnvis.zoo.load_model)
     assert cnnvis.load_model.__doc__ == cnnvis.zoo.load_model.__doc__
-    assert list(inspect.signature(cnnvis.load_model).parameters) == ["name", "weights", "device"]
+    assert list(inspect.signature(cnnvis.load_model).parameters) == [
+        "name",
+        "weights",
+        "device",
+        "trust_pickle",
+    ]
 
 
 def test_load_image_is_the_images_one():

@@ -398,7 +398,15 @@ def test_no_layer_with_spatial_output(capsys, tmp_path):
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 10))
     torch.save(mlp, tmp_path / "mlp.pt")
     code, _, err = run(
-        capsys, ["explain", "--model", str(tmp_path / "mlp.pt"), "--method", "grad-cam"]
+        capsys,
+        [
+            "explain",
+            "--model",
+            str(tmp_path / "mlp.pt"),
+            "--trust-model-file",
+            "--method",
+            "grad-cam",
+        ],
     )
     assert code == cnnvis.LayerError.exit_code
     assert "no layer with a spatial" in err and "Traceback" not in err

@@ -107,9 +107,9 @@ def model_file(tmp_path_factory) -> Path:
 
 
 def argv_for(cls: type[CnnvisError], model: str, tmp: Path) -> list[str]:
-    base = ["sample:cat", "--model", model, "--out", str(tmp)]
+    base = ["sample:cat", "--model", model, "--trust-model-file", "--out", str(tmp)]
     return {
-        ImageError: ["classify", str(tmp / "missing.png"), "--model", model],
+        ImageError: ["classify", str(tmp / "missing.png"), "--model", model, "--trust-model-file"],
         ModelError: ["classify", "sample:cat", "--model", "nowhere:thing"],
         LayerError: ["explain", *base, "--method", "grad-cam", "--layer", "9"],
         MethodError: ["explain", *base, "--method", "nope"],

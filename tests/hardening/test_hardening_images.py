@@ -292,7 +292,18 @@ def test_a_batch_with_one_bad_file_fails_as_a_whole_in_the_library(folder: Path,
 
 def test_cli_classifies_the_good_files_and_reports_each_bad_one(folder, model_file, capsys):
     files = [str(folder / name) for name in [*GOOD, *BAD]]
-    code = main(["classify", *files, "--model", str(model_file), "--json", "--top-k", "2"])
+    code = main(
+        [
+            "classify",
+            *files,
+            "--model",
+            str(model_file),
+            "--trust-model-file",
+            "--json",
+            "--top-k",
+            "2",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1  # some images failed, the others were classified
     summary = json.loads(out)
@@ -309,7 +320,15 @@ def test_cli_classifies_the_good_files_and_reports_each_bad_one(folder, model_fi
 
 def test_cli_explains_unusual_files(folder, model_file, tmp_path, capsys):
     files = [str(folder / n) for n in ("cmyk.jpg", "exif6.jpg", "animated.gif", "zero.png")]
-    argv = ["explain", *files, "--model", str(model_file), "--method", "gradient,grad-cam"]
+    argv = [
+        "explain",
+        *files,
+        "--model",
+        str(model_file),
+        "--trust-model-file",
+        "--method",
+        "gradient,grad-cam",
+    ]
     code = main([*argv, "--out", str(tmp_path), "--json"])
     out, err = capsys.readouterr()
     assert code == 1, err
@@ -321,7 +340,7 @@ def test_cli_explains_unusual_files(folder, model_file, tmp_path, capsys):
 
 def test_cli_pixel_limit_flag_and_environment(folder, model_file, capsys, monkeypatch):
     image = str(folder / "palette_alpha.png")  # 2 pixels
-    argv = ["classify", image, "--model", str(model_file)]
+    argv = ["classify", image, "--model", str(model_file), "--trust-model-file"]
     assert main([*argv, "--max-pixels", "1"]) == ImageError.exit_code
     err = capsys.readouterr().err
     assert (

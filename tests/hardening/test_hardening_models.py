@@ -255,7 +255,17 @@ def test_cli_reports_a_nan_model(tmp_path: Path, capsys):
         model[-1].bias[1] = float("nan")
     torch.save(model, tmp_path / "nan.pt")
     out = tmp_path / "out"
-    code = main(["explain", "sample:cat", "--model", str(tmp_path / "nan.pt"), "--out", str(out)])
+    code = main(
+        [
+            "explain",
+            "sample:cat",
+            "--model",
+            str(tmp_path / "nan.pt"),
+            "--trust-model-file",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == cnnvis.ModelError.exit_code and "Traceback" not in err
     assert "NaN or infinite values for image(s) [0]" in err and "check the model's weights" in err

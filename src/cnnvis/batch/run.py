@@ -91,6 +91,7 @@ def run(
     max_pixels: int | None = None,
     progress: bool | None = None,
     compact: bool = True,
+    trust_pickle: bool = False,
 ) -> BatchSummary:
     """Explain every image of INPUT (folder, ImageFolder tree, glob, CSV/TXT list) into `out`.
 
@@ -101,14 +102,16 @@ def run(
     `actors` Ray actors (RAY_ADDRESS or `ray_address` for a cluster, else a local Ray); they
     stay up for the next job on the same model in the same Ray session unless `keep_actors` is
     False (`release_actors()` stops them); `decode_tasks` reads and decodes the files in
-    separate CPU tasks (default: only for GPU actors).
+    separate CPU tasks (default: only for GPU actors). `trust_pickle`: see `load_model` (a
+    model file that is not weights-only runs any code it holds when unpickled).
     """
     start = time.perf_counter()
     if engine not in ENGINES:
         raise CnnvisError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if batch_size < 1:
         raise CnnvisError(f"batch_size must be at least 1, got {batch_size}")
-    lm = _model(model, weights, None if engine == "ray" else device)  # Ray: actors place it
+    place = None if engine == "ray" else device  # Ray: the actors place the model
+    lm = _model(model, weights, place, trust_pickle)
     found = discover(inputs)
     classes, categories = _classes(lm, output)
     method_names = [methods] if isinstance(methods, str) else list(methods)
@@ -168,11 +171,11 @@ def run(
     return summary
 
 
-def _model(model: Any, weights: str | None, device: str | None) -> LoadedModel:
+def _model(model: Any, weights: str | None, device: str | None, trust: bool) -> LoadedModel:
     if isinstance(model, str | os.PathLike):
         from ..zoo import load_model
 
-        return load_model(model, weights=weights, device=device)
+        return load_model(model, weights=weights, device=device, trust_pickle=trust)
     lm = as_loaded(model)
     if device is not None:
         lm.to(device)

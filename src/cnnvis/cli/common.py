@@ -69,6 +69,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         default="DEFAULT",
         help="DEFAULT (pretrained), a weights name, 'none' (random init) or a state-dict file",
     )
+    p.add_argument(
+        "--trust-model-file",
+        action="store_true",
+        help="unpickle a --model file in full if it is not weights-only: it can run any code, "
+        "so only for files you trust",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: cpu)")
     p.add_argument(
         "--output", default=None, help="the dict key or attribute holding the logits, if not one"
@@ -136,7 +142,9 @@ def method_names(layer: bool = False) -> list[str]:
 def load_model(args: argparse.Namespace) -> LoadedModel:
     from ..zoo import load_model
 
-    return load_model(args.model, weights=weights(args), device=args.device)
+    return load_model(
+        args.model, weights=weights(args), device=args.device, trust_pickle=args.trust_model_file
+    )
 
 
 def weights(args: argparse.Namespace) -> str | None:

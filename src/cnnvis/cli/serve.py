@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .common import CommandError, add_model_args, command_parser, positive_int, weights
+from ..model import LoadedModel
+from .common import (
+    CommandError,
+    add_model_args,
+    command_parser,
+    load_model,
+    positive_int,
+    weights,
+)
 
 EXAMPLES = """examples:
   cnnvis serve                                       # http://127.0.0.1:8000, the default model
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = create_app(
-        args.model,
+        served_model(args),
         weights=weights(args),
         device=args.device,
         output=args.output,
@@ -116,6 +124,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def served_model(args: argparse.Namespace) -> str | LoadedModel:
+    """The model to serve: with --trust-model-file a model file is loaded now, in full if need
+    be; otherwise the name, loaded when first asked for (model files weights-only)."""
+    from ..zoo.names import parse_name
+
+    if args.trust_model_file and parse_name(args.model)[0] == "file":
+        return load_model(args)
+    return str(args.model)
 
 
 def check_model_name(name: str) -> None:

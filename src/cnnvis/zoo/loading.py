@@ -21,13 +21,17 @@ def load_model(
     name: str | os.PathLike[str] | None = "default",
     weights: str | os.PathLike[str] | None = "DEFAULT",
     device: str | torch.device | None = None,
+    *,
+    trust_pickle: bool = False,
 ) -> LoadedModel:
     """Load a classifier by name, with its preprocessing and class names, in eval mode.
 
     `name`: "default" (offline EfficientNet-Lite0), "torchvision:NAME", "timm:NAME", or a path
     to a TorchScript file or a pickled `nn.Module`. `weights`: "DEFAULT" (pretrained), a
     torchvision weights name such as "IMAGENET1K_V2" or a timm pretrained tag, None (random
-    init, for tests), or a path to a state dict for the named architecture.
+    init, for tests), or a path to a state dict for the named architecture. `trust_pickle`: a
+    model file that cannot be read weights-only is unpickled in full, which runs any code it
+    holds: only for files you trust (refused by default).
     """
     source, arch = parse_name(name)
     if source == "default":
@@ -37,7 +41,7 @@ def load_model(
     elif source == "timm":
         loaded = load_timm(arch, weights)
     else:
-        loaded = load_file(Path(arch))
+        loaded = load_file(Path(arch), trust_pickle=trust_pickle)
     loaded.module.eval()
     if device is not None:
         _move(loaded.module, device)

@@ -107,14 +107,21 @@ def guess_num_classes(module: nn.Module) -> int | None:
 # ----------------------------------------------------------------------------- whole models
 
 
-def load_file(path: Path) -> LoadedModel:
-    """A TorchScript file or a pickled nn.Module; a bare state dict is refused with advice."""
+def load_file(path: Path, *, trust_pickle: bool = False) -> LoadedModel:
+    """A TorchScript file or a pickled nn.Module; a bare state dict is refused with advice.
+
+    A pickled module is read weights-only (no code runs); a file that needs full unpickling
+    (which can run any code the file holds) is refused unless `trust_pickle`.
+    """
     path = path.expanduser()
     if not path.exists():
         raise ModelError(f"model file not found: {path} ({NAME_RULE})", hint=MODELS_HINT)
     if path.is_dir():
         raise ModelError(f"{path} is a folder; pass a model file (.pt, .pth, .ts)")
-    module = _read_torchscript(path) if _is_torchscript(path) else _read_pickled_module(path)
+    if _is_torchscript(path):
+        module = _read_torchscript(path)
+    else:
+        module = _read_pickled_module(path, trust_pickle)
     outputs = guess_num_classes(module)
     return LoadedModel(
         module=module,
@@ -141,12 +148,14 @@ def _read_torchscript(path: Path) -> nn.Module:
         raise ModelError(f"{path} looks like TorchScript but failed to load: {short(e)}") from e
 
 
-def _read_pickled_module(path: Path) -> nn.Module:
-    """A whole pickled module (trusted file); a state dict gets advice instead."""
+def _read_pickled_module(path: Path, trust_pickle: bool) -> nn.Module:
+    """A whole pickled module, weights-only unless `trust_pickle`; a state dict gets advice."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        log.info("%s is not weights-only; unpickling it in full (only load trusted files)", path)
+    except Exception as e:
+        if not trust_pickle:
+            raise ModelError(_weights_only_failure(path, e)) from e
+        log.warning("%s: unpickling it in full, as asked (this runs any code it holds)", path)
         obj = _torch_load(
             path,
             weights_only=False,
@@ -165,3 +174,34 @@ def _read_pickled_module(path: Path) -> nn.Module:
             f"load_model('timm:NAME', weights={os.fspath(path)!r})"
         )
     raise ModelError(f"{path} holds a {type(obj).__name__}, not a torch.nn.Module")
+
+
+def _weights_only_failure(path: Path, error: Exception) -> str:
+    """Why a file is refused: it needs classes or functions a weights-only load does not allow
+    (the risk, and the safer ways to load it), or it is no PyTorch file at all."""
+    reason = _unpickler_reason(error)
+    if not reason.startswith("Unsupported global"):
+        return (
+            f"{path} could not be read as a PyTorch model ({reason}); save it with "
+            "torch.save(model) or torch.jit.save(torch.jit.script(model))"
+        )
+    return (
+        f"{path} cannot be loaded weights-only ({reason}). Loading it in full would unpickle it, "
+        "and a pickle can run any code on this computer, so cnnvis refuses it by default. "
+        "Safer ways: save a state dict (torch.save(model.state_dict(), FILE)) and load it with "
+        "the architecture by name (--model torchvision:NAME --weights FILE, or "
+        "load_model('timm:NAME', weights=FILE)); save TorchScript "
+        "(torch.jit.save(torch.jit.script(model), FILE)); or allow the classes it needs with "
+        "torch.serialization.add_safe_globals([...]). If you made the file yourself or trust "
+        "who did, pass --trust-model-file (trust_pickle=True in Python)."
+    )
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The one line of a weights-only failure that says what was refused, else the message."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        line = text.split(marker, 1)[1].strip().splitlines()[0]
+        return line.split(" was not an allowed global")[0].strip()
+    return short(error, 200)
