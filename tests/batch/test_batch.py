@@ -185,7 +185,7 @@ def test_same_names_in_different_folders_do_not_collide(folder_run):
     for r in (a, b):
         with Image.open(out / r["png_path"]) as png:
             assert png.size == (SIZE, SIZE) and png.mode == "RGB"
-    assert not list((out / ".tmp").iterdir())
+    assert [p.name for p in (out / ".cnnvis-tmp").iterdir()] == ["CNNVIS-TEMPORARY-FOLDER"]
 
 
 def test_second_run_skips_everything_done(folder_run, model, tmp_path):
@@ -438,7 +438,7 @@ def test_sigkill_mid_run_then_resume_gives_a_complete_index(tmp_path):
     for r in rows:
         with np.load(out / r["map_path"]) as stored:
             assert np.isfinite(stored["map"]).all()
-    assert not list((out / ".tmp").iterdir())
+    assert [p.name for p in (out / ".cnnvis-tmp").iterdir()] == ["CNNVIS-TEMPORARY-FOLDER"]
     assert len({r["settings"] for r in rows}) == 1  # the same weights fingerprint in both runs
     torch.manual_seed(0)  # what --seed 0 does before building the random-init model
     model = cnnvis.load_model("torchvision:resnet18", weights=None)

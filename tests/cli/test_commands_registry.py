@@ -24,7 +24,12 @@ NAMES = [
     "methods",
     "models",
 ]
-HELPERS = {"main", "common", "output"}  # the modules of cnnvis/cli/ that are not commands
+HELPERS = {
+    "main",
+    "common",
+    "output",
+    "out_folder",
+}  # the modules of cnnvis/cli/ that are not commands
 NEEDED = {"batch": ["INPUT"]}  # positional arguments a command cannot parse without
 
 

@@ -10,6 +10,7 @@ temporary file and `os.replace`d, a killed process leaves whole parts or none: n
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -71,6 +72,29 @@ def schema():
     )
 
 
+SCRATCH_NAME = ".cnnvis-tmp"
+SCRATCH_MARKER = "CNNVIS-TEMPORARY-FOLDER"
+
+
+def make_scratch(folder: Path) -> Path:
+    """Create the scratch folder OUT/.cnnvis-tmp with its marker file (which says it is ours)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / SCRATCH_MARKER
+    if not marker.is_file():
+        marker.write_text(
+            "cnnvis batch writes files here and renames them into place; a run "
+            "deletes this folder's leftovers\n"
+        )
+    return folder
+
+
+def clear_scratch(out: Path) -> None:
+    """Delete the leftovers of a killed run: OUT/.cnnvis-tmp, only if it carries our marker."""
+    folder = Path(out) / SCRATCH_NAME
+    if folder.is_dir() and not folder.is_symlink() and (folder / SCRATCH_MARKER).is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def atomic_write(path: Path, write: Callable[[Path], Any], tmp_dir: Path) -> Path:
     """Write via `write(temporary path)` in `tmp_dir`, then rename onto `path` (same filesystem)."""
     tmp = tmp_dir / f"{uuid.uuid4().hex}-{path.name}"
@@ -89,7 +113,7 @@ class Index:
 
     def __init__(self, out: Path):
         self.dir = Path(out) / "index"
-        self.tmp = Path(out) / ".tmp"
+        self.tmp = Path(out) / SCRATCH_NAME
 
     def parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.parquet")) if self.dir.is_dir() else []
@@ -101,7 +125,7 @@ class Index:
         """One part file holding `rows`, atomically."""
         pa, pq = _pa()
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        make_scratch(self.tmp)
         table = pa.Table.from_pylist(rows, schema=schema())
         return atomic_write(
             self.dir / self._name(tag), lambda p: pq.write_table(table, p), self.tmp
@@ -131,7 +155,7 @@ class Index:
         if len(parts) <= 1:
             return parts[0] if parts else None
         table = self.read(parts)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        make_scratch(self.tmp)
         path = atomic_write(
             self.dir / self._name("compact"), lambda p: pq.write_table(table, p), self.tmp
         )

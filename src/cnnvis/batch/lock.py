@@ -24,7 +24,7 @@ _HELD: set[int] = set()  # descriptors of the locks this process holds
 def held(out: Path) -> Iterator[None]:
     """Hold OUT/.lock for the run: two runs into one folder would mix their part files."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as lock:
+    with open(out / ".lock", "a") as lock:  # "a": a file of that name is never truncated
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from torch import nn
 
 from ..errors import CnnvisError, TargetError
 from ..model import LoadedModel, as_loaded
-from .index import Index, atomic_write
+from .index import Index, atomic_write, clear_scratch
 from .inputs import discover
 from .job import Job, MapKey, model_fingerprint, settings_hashes
 from .labels import label_indices, require_label_targets
@@ -133,7 +132,7 @@ def run(
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     with held(out_dir):
         index = Index(out_dir)
-        shutil.rmtree(out_dir / ".tmp", ignore_errors=True)  # leftovers of a killed run
+        clear_scratch(out_dir)  # leftovers of a killed run
         reuse = Reuse(index.read(), job, run_id)
         writer = Writer(out_dir, job, lm.name, run_id)
         bar = Progress(len(found.items), progress)

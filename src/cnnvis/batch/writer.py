@@ -2,7 +2,7 @@
 
 Each map goes to `OUT/maps/<relpath>/<method>[@layer].npz` (and `.png` with overlays): the
 input's own path under the run's root, so equal file names in different folders never collide.
-Every file is written to `OUT/.tmp/` and renamed into place, and a batch's index part is written
+Every file is written to `OUT/.cnnvis-tmp/` and renamed into place, and a batch's index part is written
 only after its maps, so an index row always points at a complete map. The queue is bounded: when
 the disk is slower than the model, the model waits instead of memory growing.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .index import Index, atomic_write
+from .index import SCRATCH_NAME, Index, atomic_write, make_scratch
 from .job import Job, MapKey
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ class Writer:
         self.model = model
         self.run = run
         self.index = Index(self.out)
-        self.tmp = self.out / ".tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp = make_scratch(self.out / SCRATCH_NAME)
         self.pending: list[dict[str, Any]] = []
         self.parts = 0
         self.error: BaseException | None = None

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import ImageError
+from . import out_folder
 from .common import (
     add_common,
     add_max_pixels,
@@ -47,6 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = command_parser(subparsers, "batch", ABOUT, EXAMPLES)
     p.add_argument("input", help="a folder, an ImageFolder tree, a glob, or a .csv/.txt list")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
+    out_folder.add_force(p)
     add_model_args(p)
     p.add_argument(
         "--methods",
@@ -134,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         device = None
     model = load_model(args)
+    out_folder.claim(Path(args.out), "batch", args.force)
     summary = run_batch(
         args.input,
         args.out,

@@ -14,6 +14,7 @@ from ..evaluate.inputs import image_sources
 from ..evaluate.saving import to_json
 from ..images import load_image
 from ..targets import UnitTarget, parse_target
+from . import out_folder
 from .common import (
     add_common,
     add_model_args,
@@ -130,6 +131,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_params(p, "score-cam.batch_size=16")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
     p.add_argument("--no-files", action="store_true", help="print the results only, write nothing")
+    out_folder.add_force(p)
     add_common(p)
     return p
 
@@ -172,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     if not good:
         return exit_code(0, len(failed))
     model = load_model(args)
+    if not args.no_files:
+        out_folder.claim(Path(args.out), "evaluate", args.force)
     layer = args.layer
     result = evaluate(
         model,

@@ -23,7 +23,7 @@ from ..manifest import run_facts
 from ..methods import get_method
 from ..model import LoadedModel
 from ..targets import parse_target
-from . import output
+from . import out_folder, output
 from .common import (
     Progress,
     add_common,
@@ -77,6 +77,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_params(p, "integrated-gradients.steps=64")
     add_outputs(p)
+    out_folder.add_force(p)
     p.add_argument(
         "--top-k", type=positive_int, default=5, help="predictions to show per image (default: 5)"
     )
@@ -101,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     model = load_model(args)
     model_seconds = time.perf_counter() - t
+    out = Path(args.out)
+    out_folder.claim(out, "explain", args.force)
     t = time.perf_counter()
     loaded, failed = load_images(sources, args.max_pixels)
     image_seconds = (time.perf_counter() - t) / max(1, len(sources))
-    out = Path(args.out)
     facts = run_facts("explain", args.argv, model, args.target, args.seed)
     facts["methods"] = methods
     entries: list[dict[str, Any]] = []

@@ -26,6 +26,7 @@ from ..features import (
 from ..features.optimize import DEFAULT_DECAY, DEFAULT_LR
 from ..model import LoadedModel
 from ..targets import UnitTarget
+from . import out_folder
 from .common import add_common, add_model_args, command_parser, load_model
 
 EXAMPLES = """examples:
@@ -91,6 +92,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     opt.add_argument("--pixels", action="store_true", help="optimize raw pixels, not Fourier")
     opt.add_argument("--no-decorrelate", action="store_true", help="plain RGB colours")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
+    out_folder.add_force(p)
     add_common(p)
     return p
 
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     mode = _mode(args)
     model = load_model(args)
     out = Path(args.out)
+    out_folder.claim(out, "features", args.force)
     if mode == "patches":
         summary = _top_patches(args, model, out)
     elif mode == "grid":

@@ -11,7 +11,7 @@ from ..api import sweep
 from ..errors import ImageError
 from ..manifest import run_facts
 from ..targets import parse_target
-from . import output
+from . import out_folder, output
 from .common import (
     Progress,
     add_common,
@@ -64,6 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "or the maximum; cnnvis.fuse_layers); for CAM methods",
     )
     add_outputs(p)
+    out_folder.add_force(p)
     add_max_pixels(p)
     add_common(p)
     return p
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     model = load_model(args)
     model_seconds = time.perf_counter() - t
+    out = Path(args.out)
+    out_folder.claim(out, "sweep", args.force)
     loaded, failed = load_images([args.image], args.max_pixels)
     if not loaded:
         return ImageError.exit_code
@@ -84,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     result = sweep(model, image, method, args.layers, parse_target(args.target), output=args.output)
     sweep_seconds = time.perf_counter() - t
-    out = Path(args.out)
     folder = output.unique_dirs(out, [source])[0]
     folder.mkdir(parents=True, exist_ok=True)
     progress = Progress(args, len(result) + 1, "drawing", unit="layer")
