@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..file_names import safe_name
 from .index import SCRATCH_NAME, Index, atomic_write, make_scratch
 from .job import Job, MapKey
 
@@ -58,7 +59,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray], level: int = NPZ_LEVEL)
 
 def map_path(relpath: str, key: MapKey, suffix: str = ".npz") -> str:
     """Where an image's map goes, relative to OUT."""
-    return f"maps/{relpath}/{key.name}{suffix}"
+    return f"maps/{relpath}/{safe_name(key.name)}{suffix}"
 
 
 _PREDICTION = ("pred_index", "pred_name", "pred_prob", "target_index", "target_name", "target_prob")

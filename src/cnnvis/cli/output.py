@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import manifest, render
 from ..explanation import Explanation, Prediction, Sweep
+from ..file_names import inside, safe_name
 from .common import Progress, dump_json, print_predictions, relative
 
 
@@ -34,7 +35,7 @@ def unique_dirs(root: Path, sources: Sequence[str]) -> list[Path]:
 def _stem(source: str) -> str:
     text = str(source)
     if text.lower().startswith("sample:"):
-        return text.split(":", 1)[1] or "sample"
+        return safe_name(text.split(":", 1)[1] or "sample")
     name = Path(text).stem or "image"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -96,16 +97,17 @@ def _write_map_pngs(
     from ..postprocess import grayscale
 
     entry = manifest.map_facts(e, index)
+    stem = safe_name(key)
     if e.kind == "cam":
-        png = render.save_map_png(e, index, folder / f"{key}.png", cmap, mode="overlay")
+        png = render.save_map_png(e, index, inside(folder, folder / f"{stem}.png"), cmap, "overlay")
         signed = e.map[index]
         entry["display"] = f"ReLU, over the image ({cmap})"
     else:
-        png = render.save_map_png(e, index, folder / f"{key}.png", mode="gray")
+        png = render.save_map_png(e, index, inside(folder, folder / f"{stem}.png"), mode="gray")
         signed = _clip_tails(grayscale(e.map[index : index + 1].float())[0])
         entry["display"] = "grayscale |R|+|G|+|B|, to the 99th percentile"
     entry["png"] = png.name
-    signed_path = folder / f"{key}.signed.png"
+    signed_path = inside(folder, folder / f"{stem}.signed.png")
     render.heatmap(signed, signed=True).save(signed_path)
     entry["signed_display"] = (
         "raw map, diverging colormap centred on zero"
@@ -147,7 +149,8 @@ def write_sweep_outputs(
     maps: list[dict[str, Any]] = []
     for layer, e in result.explanations.items():
         mode = "overlay" if e.kind == "cam" else "gray"
-        png = render.save_map_png(e, 0, folder / name / f"{layer}.png", cmap, mode)
+        path = inside(folder, folder / name / f"{safe_name(layer)}.png")
+        png = render.save_map_png(e, 0, path, cmap, mode)
         maps.append(
             {
                 "method": e.method,

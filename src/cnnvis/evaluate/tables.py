@@ -150,10 +150,26 @@ def flag_lines(flags: Sequence[Flag]) -> list[str]:
 # ----------------------------------------------------------------------------- CSV
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv(rows: list[list[Any]]) -> str:
+    """Rows as CSV; text cells a spreadsheet would run as formulas escaped (`spreadsheet_safe`)."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
+    csv.writer(out, lineterminator="\n").writerows([spreadsheet_safe(c) for c in r] for r in rows)
     return out.getvalue()
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """A text cell starting with =, +, -, @, tab or CR (a file named '=cmd.png') prefixed with
+    "'" so a spreadsheet shows it as text instead of running it; numbers such as '-0.5' stay."""
+    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return "'" + cell
+    return cell
 
 
 def scores_csv(ev: Evaluation) -> str:
