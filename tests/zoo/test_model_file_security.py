@@ -149,3 +149,27 @@ def _resnet18() -> nn.Module:
     from torchvision.models import resnet18
 
     return resnet18(weights=None)
+
+
+def test_served_file_is_weights_only_without_the_flag(evil):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from cnnvis.web.app import create_app
+
+    path, marker = evil
+    with TestClient(create_app(str(path))) as client:
+        response = client.get("/api/layers")
+    assert response.status_code >= 400 and "--trust-model-file" in response.text
+    assert not marker.exists()
+
+
+def test_serve_flag_loads_the_file_up_front(evil):
+    from cnnvis.cli.main import build_parser
+    from cnnvis.cli.serve import served_model
+
+    path, marker = evil
+    plain = build_parser().parse_args(["serve", "--model", str(path)])
+    assert served_model(plain) == str(path) and not marker.exists()
+    trusted = build_parser().parse_args(["serve", "--model", str(path), "--trust-model-file"])
+    assert isinstance(served_model(trusted), cnnvis.LoadedModel) and marker.exists()
