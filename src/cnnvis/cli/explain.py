@@ -102,15 +102,15 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     model = load_model(args)
     model_seconds = time.perf_counter() - t
-    out = Path(args.out)
-    out_folder.claim(out, "explain", args.force)
     t = time.perf_counter()
     loaded, failed = load_images(sources, args.max_pixels)
     image_seconds = (time.perf_counter() - t) / max(1, len(sources))
+    out = Path(args.out)
     facts = run_facts("explain", args.argv, model, args.target, args.seed)
     facts["methods"] = methods
     entries: list[dict[str, Any]] = []
     if loaded:
+        out_folder.claim(out, "explain", args.force)
         folders = output.unique_dirs(out, [s for s, _ in loaded])
         items = list(zip(loaded, folders, strict=True))
         layers = _resolve_layers(args, model, methods)

@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     model = load_model(args)
     model_seconds = time.perf_counter() - t
-    out = Path(args.out)
-    out_folder.claim(out, "sweep", args.force)
     loaded, failed = load_images([args.image], args.max_pixels)
     if not loaded:
         return ImageError.exit_code
+    out = Path(args.out)
+    out_folder.claim(out, "sweep", args.force)
     source, image = loaded[0]
     t = time.perf_counter()
     result = sweep(model, image, method, args.layers, parse_target(args.target), output=args.output)
