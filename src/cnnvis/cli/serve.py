@@ -58,6 +58,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=2,
         help="requests doing model work at once; the others wait (default: 2)",
     )
+    p.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a model (fnmatch pattern, e.g. 'torchvision:resnet*') a request may choose "
+        "besides the served one; repeatable; hub names never (default: only the served model)",
+    )
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="change a work limit of requests, e.g. steps=512, masks=2000, min_stride=2 "
+        "(see /api/limits); repeatable",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no line per request")
     p.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
     return p
@@ -96,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         cache_size=args.cache_size,
         workers=args.workers,
         allowed_hosts=[*LOOPBACK_NAMES, args.host] if loopback else None,
+        allow_models=args.allow_model,
+        limits=parse_limits(args.limit),
     )
     try:
         sock = bind(args.host, args.port)
@@ -116,6 +134,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def parse_limits(items: list[str]) -> dict[str, int]:
+    """{"steps": 512} from ["steps=512"]; CommandError for a malformed or unknown limit."""
+    from ..web.guards import work_limits
+
+    limits: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise CommandError(f"--limit takes NAME=N (e.g. steps=512), got {item!r}")
+        limits[name.strip()] = int(value)
+    try:
+        work_limits(limits)
+    except ValueError as error:
+        raise CommandError(f"--limit: {error}") from None
+    return limits
 
 
 def check_model_name(name: str) -> None:

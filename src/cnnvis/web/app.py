@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from ..errors import CnnvisError, Hint
 from ..methods import scripted_methods
 from ..model import LoadedModel
 from .forms import FormError, RequestTooLarge
+from .guards import LimitError, cross_site_reason, work_limits
 from .server import MB, Server, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def create_app(
     max_results: int = 16,
     workers: int = 2,
     allowed_hosts: Sequence[str] | None = None,
+    allow_models: Sequence[str] = (),
+    limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """The cnnvis web app: the page at `/`, the JSON API under `/api` (see `/docs`).
 
@@ -68,6 +71,9 @@ def create_app(
     larger images get 422 before they are decoded. `cache_size` models and `max_results`
     results (for downloads) are kept. `workers`: threads doing model work at once.
     `allowed_hosts`: Host headers accepted (e.g. only loopback names, against DNS rebinding).
+    `allow_models`: fnmatch patterns of the models a request may choose besides the served one
+    (hub names never). `limits`: work limits changed from `guards.WORK_LIMITS`, e.g.
+    `{"steps": 512}`. API requests from pages on other sites get 403.
     """
     model = model_name if isinstance(model_name, LoadedModel) else None
     config = ServerConfig(
@@ -80,6 +86,8 @@ def create_app(
         cache_size=cache_size,
         max_results=max_results,
         workers=workers,
+        allow_models=tuple(allow_models),
+        limits=work_limits(limits),
     )
     server = Server(config, model)
 
@@ -119,6 +127,21 @@ def create_app(
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.middleware("http")
+    async def refuse_cross_site(request: Request, call_next):
+        reason = cross_site_reason(request) if request.url.path.startswith("/api/") else None
+        if reason is None:
+            return await call_next(request)
+        log.warning("refused a cross-site request to %s: %s", request.url.path, reason)
+        response = error_response(
+            403,
+            f"refused: {reason}; this server only answers its own page and clients that "
+            "send no Origin (curl, scripts)",
+            "CrossSite",
+        )
+        response.headers["Connection"] = "close"
         return response
 
     return app
@@ -193,6 +216,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         response = error_response(413, str(error), "TooLarge")
         response.headers["Connection"] = "close"
         return response
+
+    @app.exception_handler(LimitError)
+    async def over_limit(request: Request, error: LimitError) -> JSONResponse:
+        return error_response(422, str(error), "LimitError")
 
     @app.exception_handler(FormError)
     async def bad_form(request: Request, error: FormError) -> JSONResponse:

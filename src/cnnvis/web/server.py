@@ -8,11 +8,12 @@ import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from ..errors import ModelError
 from ..model import LoadedModel
+from .guards import check_model_allowed, model_allowed, work_limits
 from .state import ModelCache, ResultStore
 
 MB = 1_000_000
@@ -32,6 +33,8 @@ class ServerConfig:
     cache_size: int = 2
     max_results: int = 16
     workers: int = 2
+    allow_models: tuple[str, ...] = ()  # fnmatch patterns of models a request may choose
+    limits: dict[str, int] = field(default_factory=work_limits)  # see guards.WORK_LIMITS
 
 
 class Server:
@@ -66,7 +69,13 @@ class Server:
                 f"{name!r} names a model file; this server only loads files named when it was "
                 f"started (cnnvis serve --model FILE); choose a model from /api/models"
             )
+        _check_name(name)
+        check_model_allowed(name, self.served, self.config.allow_models)
         return name, "DEFAULT"
+
+    def allows(self, name: str) -> bool:
+        """Whether a request may choose model `name`."""
+        return model_allowed(name, self.served, self.config.allow_models)
 
     def model(self, name: str | None) -> LoadedModel:
         """A requested model (the served one if `name` is empty), loaded or from the cache."""
@@ -99,3 +108,16 @@ def _looks_like_file(name: str) -> bool:
         or name.lower().endswith(MODEL_FILE_SUFFIXES)
         or os.path.exists(name)
     )
+
+
+def _check_name(name: str) -> None:
+    """Raise ModelError (with suggestions) for an unknown model name, without building it."""
+    from ..zoo.names import parse_name
+    from ..zoo.timm_loader import check_timm_arch
+    from ..zoo.torchvision_loader import torchvision_arch
+
+    source, arch = parse_name(name)
+    if source == "torchvision":
+        torchvision_arch(arch)
+    elif source == "timm" and "hf-hub" not in arch and "hf_hub" not in arch:
+        check_timm_arch(arch)
