@@ -222,10 +222,8 @@ def test_serve_parses_allow_model_and_limit():
 
     parser = argparse.ArgumentParser()
     serve_command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["serve", "--allow-model", "timm:*", "--allow-model", "torchvision:resnet18"]
-        + ["--limit", "steps=512", "--limit", "min_stride=2"]
-    )
+    allow = ["--allow-model", "timm:*", "--allow-model", "torchvision:resnet18"]
+    args = parser.parse_args(["serve", *allow, "--limit", "steps=512", "--limit", "min_stride=2"])
     assert args.allow_model == ["timm:*", "torchvision:resnet18"]
     assert serve_command.parse_limits(args.limit) == {"steps": 512, "min_stride": 2}
     for bad in (["steps"], ["steps=x"], ["stepz=2"]):
