@@ -188,9 +188,15 @@ def test_a_sweep_over_too_many_layers_is_422(loads):
     assert "limit of 2" in body["detail"]
 
 
-def test_top_k_has_a_limit(client):
+def test_top_k_has_a_limit(client, loads):
     body = error_of(client.post("/api/classify", data={"sample": "cat", "top_k": "51"}), 422)
     assert "top_k" in body["detail"] and "50" in body["detail"]
+    with TestClient(create_app(MODEL, weights=None, limits={"top_k": 3})) as c:
+        for route in ("/api/classify", "/api/explain", "/api/sweep"):
+            body = error_of(c.post(route, data={"sample": "cat", "top_k": "4"}), 422)
+            assert "top_k: 4 is over this server's limit of 3" in body["detail"]
+        assert c.post("/api/classify", data={"sample": "cat", "top_k": "3"}).status_code == 200
+    assert loads == [MODEL]
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ WORK_LIMITS: dict[str, int] = {
     "cells": 64,  # rise
     "batch_size": 256,  # score-cam, ablation-cam, rise, occlusion, ...
     "sweep_layers": 64,  # layers of one /api/sweep
+    "top_k": 50,  # predictions of a request (the forms also stop at 50)
 }
 # Parameters with a smallest value instead: a smaller occlusion stride means more windows.
 WORK_MINIMA: dict[str, int] = {"stride": 4}

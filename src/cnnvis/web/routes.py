@@ -158,6 +158,7 @@ async def _answer(
     """Read a work route's form (and upload), then run `work` on the server's model workers."""
     server = _server(request)
     form, upload = await read_form(request, form_type, server.config.max_upload_bytes)
+    check_count("top_k", getattr(form, "top_k", 0), server.config.limits)
     return await server.run(work, server, form, upload)
 
 
