@@ -11,7 +11,10 @@ Safety, by construction:
   recording, target and result, so concurrent requests never see each other's;
 - models are loaded on first use and kept in a small LRU; model names are checked by
   `cnnvis.zoo` (unknown names get suggestions); model *files* are only served when given to
-  the server at start, never named by a request.
+  the server at start, never named by a request;
+- what a request may ask is guarded (`guards`): API requests from other sites get 403, only
+  the served model and `allow_models` patterns may be chosen (hub names never), and every
+  work-sized method parameter has a server-side limit (422 naming it).
 """
 
 from __future__ import annotations
