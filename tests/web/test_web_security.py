@@ -235,3 +235,107 @@ def test_serve_parses_allow_model_and_limit():
     for bad in (["steps"], ["steps=x"], ["stepz=2"]):
         with pytest.raises(CommandError):
             serve_command.parse_limits(bad)
+
+
+# ----------------------------------------------------------------------------- connections
+
+
+@pytest.fixture(scope="module")
+def served():
+    """`cnnvis serve`'s uvicorn settings (3 connections, 1 s for a body) on a free port."""
+    import argparse
+    import threading
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    serve_command.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--max-connections", "3", "--body-timeout", "1", "-q"])
+    app = create_app(MODEL, weights=None, body_timeout_s=args.body_timeout)
+    config = serve_command.uvicorn_config(app, args)
+    assert (config.limit_concurrency, config.timeout_keep_alive) == (3, 5)
+    assert config.h11_max_incomplete_event_size == serve_command.MAX_HEADER_BYTES
+    sock = serve_command.bind("127.0.0.1", 0)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(timeout=15)
+    sock.close()
+
+
+def _connect(port: int):
+    import socket
+
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return conn
+
+
+def _answer(conn) -> bytes:
+    data = b""
+    try:
+        while chunk := conn.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+def test_a_slow_body_gets_408_within_the_body_timeout(served):
+    conn = _connect(served)
+    head = (
+        "POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+    )
+    conn.sendall(head.encode())
+    start = time.monotonic()
+    answer = b""
+    for _ in range(20):  # one byte every 0.25 s: 5 s for the whole body if it were let
+        try:
+            conn.sendall(b"s")
+        except OSError:
+            break
+        conn.settimeout(0.25)
+        try:
+            answer += conn.recv(65536)
+        except TimeoutError:
+            continue
+        if answer:
+            break
+    conn.settimeout(5)
+    answer += _answer(conn)
+    conn.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"did not arrive within 1 s" in answer
+    assert time.monotonic() - start < 3
+
+
+def test_huge_incomplete_headers_are_refused(served):
+    conn = _connect(served)
+    conn.sendall(b"GET /api/limits HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: " + b"a" * 40_000)
+    answer = _answer(conn)
+    conn.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def test_connections_over_the_limit_get_503(served):
+    idle = [_connect(served) for _ in range(3)]
+    for conn in idle:
+        conn.sendall(b"GET /api/limits HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+    time.sleep(0.2)
+    extra = _connect(served)
+    extra.sendall(b"GET /api/limits HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    answer = _answer(extra)
+    for conn in [*idle, extra]:
+        conn.close()
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    time.sleep(0.2)
+    again = _connect(served)
+    again.sendall(b"GET /api/limits HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert _answer(again).startswith(b"HTTP/1.1 200")
+    again.close()

@@ -74,6 +74,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="change a work limit of requests, e.g. steps=512, masks=2000, min_stride=2 "
         "(see /api/limits); repeatable",
     )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=100,
+        help="open connections at once; more get HTTP 503 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a request body must arrive within this time, else HTTP 408 (default: %(default)g)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no line per request")
     p.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
     return p
@@ -94,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be 0-65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise CommandError("--max-upload-mb must be more than 0")
+    if args.body_timeout <= 0:
+        raise CommandError("--body-timeout must be more than 0")
     check_model_name(args.model)
     loopback = is_loopback(args.host)
     if not loopback:
@@ -114,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         allowed_hosts=[*LOOPBACK_NAMES, args.host] if loopback else None,
         allow_models=args.allow_model,
         limits=parse_limits(args.limit),
+        body_timeout_s=args.body_timeout,
     )
     try:
         sock = bind(args.host, args.port)
@@ -125,15 +141,32 @@ def run(args: argparse.Namespace) -> int:
         ) from error
     port = sock.getsockname()[1]
     print(f"cnnvis: serving {args.model} at {url(args.host, port)}  (Ctrl+C stops)", flush=True)
-    level = "debug" if args.debug else ("warning" if args.quiet else "info")
-    config = uvicorn.Config(
-        app, log_level=level, access_log=not args.quiet, timeout_graceful_shutdown=5
-    )
+    config = uvicorn_config(app, args)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this
+MAX_HEADER_BYTES = 16 * 1024  # an incomplete request line + headers larger than this: 400
+
+
+def uvicorn_config(app: Any, args: argparse.Namespace) -> Any:
+    """uvicorn's settings for `cnnvis serve`: logging, connection limit, keep-alive, header size."""
+    import uvicorn
+
+    level = "debug" if args.debug else ("warning" if args.quiet else "info")
+    return uvicorn.Config(
+        app,
+        log_level=level,
+        access_log=not args.quiet,
+        timeout_graceful_shutdown=5,
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
 
 
 def parse_limits(items: list[str]) -> dict[str, int]:

@@ -36,7 +36,7 @@ from .. import __version__
 from ..errors import CnnvisError, Hint
 from ..methods import scripted_methods
 from ..model import LoadedModel
-from .forms import FormError, RequestTooLarge
+from .forms import FormError, RequestTimeout, RequestTooLarge
 from .guards import LimitError, cross_site_reason, work_limits
 from .server import MB, Server, ServerConfig
 
@@ -64,6 +64,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     allow_models: Sequence[str] = (),
     limits: Mapping[str, int] | None = None,
+    body_timeout_s: float = 60.0,
 ) -> FastAPI:
     """The cnnvis web app: the page at `/`, the JSON API under `/api` (see `/docs`).
 
@@ -76,7 +77,8 @@ def create_app(
     `allowed_hosts`: Host headers accepted (e.g. only loopback names, against DNS rebinding).
     `allow_models`: fnmatch patterns of the models a request may choose besides the served one
     (hub names never). `limits`: work limits changed from `guards.WORK_LIMITS`, e.g.
-    `{"steps": 512}`. API requests from pages on other sites get 403.
+    `{"steps": 512}`. API requests from pages on other sites get 403. A request body that has
+    not arrived within `body_timeout_s` gets 408.
     """
     model = model_name if isinstance(model_name, LoadedModel) else None
     config = ServerConfig(
@@ -91,6 +93,7 @@ def create_app(
         workers=workers,
         allow_models=tuple(allow_models),
         limits=work_limits(limits),
+        body_timeout_s=body_timeout_s,
     )
     server = Server(config, model)
 
@@ -217,6 +220,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         if error.unread:
             await _drain(request)
         response = error_response(413, str(error), "TooLarge")
+        response.headers["Connection"] = "close"
+        return response
+
+    @app.exception_handler(RequestTimeout)
+    async def too_slow(request: Request, error: RequestTimeout) -> JSONResponse:
+        response = error_response(408, str(error), "Timeout")
         response.headers["Connection"] = "close"
         return response
 

@@ -157,7 +157,10 @@ async def _answer(
 ) -> dict[str, Any]:
     """Read a work route's form (and upload), then run `work` on the server's model workers."""
     server = _server(request)
-    form, upload = await read_form(request, form_type, server.config.max_upload_bytes)
+    config = server.config
+    form, upload = await read_form(
+        request, form_type, config.max_upload_bytes, config.body_timeout_s
+    )
     check_count("top_k", getattr(form, "top_k", 0), server.config.limits)
     return await server.run(work, server, form, upload)
 

@@ -33,6 +33,7 @@ class ServerConfig:
     cache_size: int = 2
     max_results: int = 16
     workers: int = 2
+    body_timeout_s: float = 60.0  # a request body must arrive within this time (408)
     allow_models: tuple[str, ...] = ()  # fnmatch patterns of models a request may choose
     limits: dict[str, int] = field(default_factory=work_limits)  # see guards.WORK_LIMITS
 
