@@ -242,7 +242,8 @@ def test_serve_parses_allow_model_and_limit():
 
 @pytest.fixture(scope="module")
 def served():
-    """`cnnvis serve`'s uvicorn settings (3 connections, 1 s for a body) on a free port."""
+    """`cnnvis serve`'s uvicorn settings (3 connections, 1 s for headers and for a body) on a
+    free port."""
     import argparse
     import threading
 
@@ -250,7 +251,9 @@ def served():
 
     parser = argparse.ArgumentParser()
     serve_command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["serve", "--max-connections", "3", "--body-timeout", "1", "-q"])
+    args = parser.parse_args(
+        ["serve", "--max-connections", "3", "--body-timeout", "1", "--header-timeout", "1", "-q"]
+    )
     app = create_app(MODEL, weights=None, body_timeout_s=args.body_timeout)
     config = serve_command.uvicorn_config(app, args)
     assert (config.limit_concurrency, config.timeout_keep_alive) == (3, 5)
@@ -283,6 +286,22 @@ def _answer(conn) -> bytes:
             data += chunk
     except TimeoutError:
         pass
+    return data
+
+
+def _one_response(conn) -> bytes:
+    """One whole response (headers and a Content-Length body) from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
     return data
 
 
@@ -339,3 +358,36 @@ def test_connections_over_the_limit_get_503(served):
     again.sendall(b"GET /api/limits HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert _answer(again).startswith(b"HTTP/1.1 200")
     again.close()
+
+
+def test_slow_headers_are_cut_off_and_keep_alive_still_works(served):
+    conn = _connect(served)
+    conn.sendall(b"GET /api/limits HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+    start = time.monotonic()
+    assert _answer(conn) == b""  # closed by the server
+    assert 0.8 < time.monotonic() - start < 3
+    conn.close()
+    conn = _connect(served)
+    for _ in range(3):  # requests on one connection, each sent within the header timeout
+        conn.sendall(b"GET /api/limits HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        conn.settimeout(5)
+        assert _one_response(conn).startswith(b"HTTP/1.1 200")
+        time.sleep(0.6)
+    conn.close()
+
+
+def test_a_request_running_longer_than_the_header_timeout_is_answered(served):
+    conn = _connect(served)
+    params = json.dumps({"occlusion": {"stride": 4, "window": 8}})
+    body = f"sample=cat&methods=occlusion&params={params}".encode()
+    head = (
+        "POST /api/explain HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    start = time.monotonic()
+    conn.sendall(head.encode() + body)
+    conn.settimeout(60)
+    answer = _answer(conn)
+    conn.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert time.monotonic() - start > 1.0  # longer than the header timeout

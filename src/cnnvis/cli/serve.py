@@ -87,6 +87,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a request body must arrive within this time, else HTTP 408 (default: %(default)g)",
     )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this time, else the connection "
+        "is closed (default: %(default)g)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no line per request")
     p.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
     return p
@@ -107,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be 0-65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise CommandError("--max-upload-mb must be more than 0")
-    if args.body_timeout <= 0:
-        raise CommandError("--body-timeout must be more than 0")
+    if args.body_timeout <= 0 or args.header_timeout <= 0:
+        raise CommandError("--body-timeout and --header-timeout must be more than 0")
     check_model_name(args.model)
     loopback = is_loopback(args.host)
     if not loopback:
@@ -160,6 +168,7 @@ def uvicorn_config(app: Any, args: argparse.Namespace) -> Any:
     level = "debug" if args.debug else ("warning" if args.quiet else "info")
     return uvicorn.Config(
         app,
+        http=header_timeout_protocol(args.header_timeout),
         log_level=level,
         access_log=not args.quiet,
         timeout_graceful_shutdown=5,
@@ -167,6 +176,42 @@ def uvicorn_config(app: Any, args: argparse.Namespace) -> Any:
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection whose next request line and headers have
+    not arrived within `seconds` (uvicorn itself waits for them indefinitely)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._start_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._start_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _start_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a pipelined request has already started
+            waiting_for = self.cycle  # a new request replaces it once its headers are in
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow, waiting_for)
+
+        def _headers_too_slow(self, waiting_for: Any) -> None:
+            if self.cycle is waiting_for and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def parse_limits(items: list[str]) -> dict[str, int]:
