@@ -252,9 +252,20 @@ def served():
     parser = argparse.ArgumentParser()
     serve_command.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["serve", "--max-connections", "3", "--body-timeout", "1", "--header-timeout", "1", "-q"]
+        [
+            "serve",
+            "--max-connections",
+            "3",
+            "--body-timeout",
+            "1",
+            "--header-timeout",
+            "1",
+            "-q",
+            "--workers",
+            "1",
+        ]
     )
-    app = create_app(MODEL, weights=None, body_timeout_s=args.body_timeout)
+    app = create_app(MODEL, weights=None, body_timeout_s=args.body_timeout, workers=args.workers)
     config = serve_command.uvicorn_config(app, args)
     assert (config.limit_concurrency, config.timeout_keep_alive) == (3, 5)
     assert config.h11_max_incomplete_event_size == serve_command.MAX_HEADER_BYTES
@@ -391,3 +402,47 @@ def test_a_request_running_longer_than_the_header_timeout_is_answered(served):
     conn.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert time.monotonic() - start > 1.0  # longer than the header timeout
+
+
+SLOW = json.dumps({"occlusion": {"stride": 4, "window": 8, "batch_size": 1}})  # ~1500 forwards
+
+
+def _post(port: int, path: str, form: str):
+    conn = _connect(port)
+    body = form.encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    conn.sendall(head.encode() + body)
+    return conn
+
+
+def test_work_stops_when_its_client_disconnects(served):
+    """One worker; two slow requests hang up after 0.5 s; a classify behind them is answered
+    within a second or two of the hang-up (measured: ~0.3 s; without stopping: minutes)."""
+    slow = [_post(served, "/api/explain", f"sample=cat&methods=occlusion&params={SLOW}")]
+    slow.append(_post(served, "/api/explain", f"sample=cat&methods=occlusion&params={SLOW}"))
+    time.sleep(0.5)
+    for conn in slow:
+        conn.close()
+    start = time.monotonic()
+    conn = _post(served, "/api/classify", "sample=cat")
+    conn.settimeout(30)
+    answer = _answer(conn)
+    conn.close()
+    latency = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert latency < 2.5, f"classify took {latency:.1f} s after the slow clients hung up"
+
+
+def test_work_over_the_time_limit_stops_with_503():
+    with TestClient(create_app(MODEL, weights=None, work_timeout_s=0.5)) as c:
+        start = time.monotonic()
+        data = {"sample": "cat", "methods": "occlusion", "params": SLOW}
+        body = error_of(c.post("/api/explain", data=data), 503)
+        assert time.monotonic() - start < 3
+        assert body["error"] == "Stopped" and "longer than this server's 0.5 s" in body["detail"]
+        assert c.post("/api/classify", data={"sample": "cat"}).status_code == 200
+        model = c.app.state.cnnvis.model(None)
+        assert not any(m._forward_hooks or m._backward_hooks for m in model.module.modules())

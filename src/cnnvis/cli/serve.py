@@ -95,6 +95,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a request's line and headers must arrive within this time, else the connection "
         "is closed (default: %(default)g)",
     )
+    p.add_argument(
+        "--work-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="model work of one request stops after this, with HTTP 503 (default: %(default)g)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no line per request")
     p.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
     return p
@@ -115,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be 0-65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise CommandError("--max-upload-mb must be more than 0")
-    if args.body_timeout <= 0 or args.header_timeout <= 0:
-        raise CommandError("--body-timeout and --header-timeout must be more than 0")
+    if min(args.body_timeout, args.header_timeout, args.work_timeout) <= 0:
+        raise CommandError("--body-timeout, --header-timeout and --work-timeout must be over 0")
     check_model_name(args.model)
     loopback = is_loopback(args.host)
     if not loopback:
@@ -138,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         allow_models=args.allow_model,
         limits=parse_limits(args.limit),
         body_timeout_s=args.body_timeout,
+        work_timeout_s=args.work_timeout,
     )
     try:
         sock = bind(args.host, args.port)

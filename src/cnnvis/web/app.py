@@ -29,8 +29,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import CnnvisError, Hint
@@ -38,7 +40,7 @@ from ..methods import scripted_methods
 from ..model import LoadedModel
 from .forms import FormError, RequestTimeout, RequestTooLarge
 from .guards import LimitError, cross_site_reason, work_limits
-from .server import MB, Server, ServerConfig
+from .server import MB, Server, ServerConfig, WorkStopped
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ def create_app(
     allow_models: Sequence[str] = (),
     limits: Mapping[str, int] | None = None,
     body_timeout_s: float = 60.0,
+    work_timeout_s: float = 300.0,
 ) -> FastAPI:
     """The cnnvis web app: the page at `/`, the JSON API under `/api` (see `/docs`).
 
@@ -78,7 +81,8 @@ def create_app(
     `allow_models`: fnmatch patterns of the models a request may choose besides the served one
     (hub names never). `limits`: work limits changed from `guards.WORK_LIMITS`, e.g.
     `{"steps": 512}`. API requests from pages on other sites get 403. A request body that has
-    not arrived within `body_timeout_s` gets 408.
+    not arrived within `body_timeout_s` gets 408; model work stops when its client goes away,
+    or after `work_timeout_s` (503).
     """
     model = model_name if isinstance(model_name, LoadedModel) else None
     config = ServerConfig(
@@ -94,6 +98,7 @@ def create_app(
         allow_models=tuple(allow_models),
         limits=work_limits(limits),
         body_timeout_s=body_timeout_s,
+        work_timeout_s=work_timeout_s,
     )
     server = Server(config, model)
 
@@ -128,18 +133,35 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_page_headers())
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+    app.add_middleware(GuardMiddleware)
+    return app
 
-    @app.middleware("http")
-    async def refuse_cross_site(request: Request, call_next):
+
+class GuardMiddleware:
+    """Refuses API requests from other sites (403) and adds the security headers to every
+    answer. Plain ASGI, not `@app.middleware("http")`: that one hides a client's disconnect
+    from the routes, and the work routes stop their work on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+            await send(message)
+
+        request = Request(scope)
         reason = cross_site_reason(request) if request.url.path.startswith("/api/") else None
         if reason is None:
-            return await call_next(request)
+            await self.app(scope, receive, send_with_headers)
+            return
         log.warning("refused a cross-site request to %s: %s", request.url.path, reason)
         response = error_response(
             403,
@@ -148,9 +170,7 @@ def create_app(
             "CrossSite",
         )
         response.headers["Connection"] = "close"
-        return response
-
-    return app
+        await response(scope, receive, send_with_headers)
 
 
 def _page_headers() -> dict[str, str]:
@@ -228,6 +248,16 @@ def _add_error_handlers(app: FastAPI) -> None:
         response = error_response(408, str(error), "Timeout")
         response.headers["Connection"] = "close"
         return response
+
+    @app.exception_handler(WorkStopped)
+    async def stopped(request: Request, error: WorkStopped) -> JSONResponse:
+        log.warning("stopped %s: %s", request.url.path, error)
+        return error_response(
+            503,
+            f"stopped: {error}; ask for less work (see /api/limits) or start the server with "
+            "a larger --work-timeout",
+            "Stopped",
+        )
 
     @app.exception_handler(LimitError)
     async def over_limit(request: Request, error: LimitError) -> JSONResponse:

@@ -162,7 +162,7 @@ async def _answer(
         request, form_type, config.max_upload_bytes, config.body_timeout_s
     )
     check_count("top_k", getattr(form, "top_k", 0), server.config.limits)
-    return await server.run(work, server, form, upload)
+    return await server.run_stoppable(request.is_disconnected, work, server, form, upload)
 
 
 @router.post(
