@@ -66,6 +66,50 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=2,
         help="requests doing model work at once; the others wait (default: 2)",
     )
+    p.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a model (fnmatch pattern, e.g. 'torchvision:resnet*') a request may choose "
+        "besides the served one; repeatable; hub names never (default: only the served model)",
+    )
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="change a work limit of requests, e.g. steps=512, masks=2000, min_stride=2 "
+        "(see /api/limits); repeatable",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=100,
+        help="open connections at once; more get HTTP 503 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a request body must arrive within this time, else HTTP 408 (default: %(default)g)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this time, else the connection "
+        "is closed (default: %(default)g)",
+    )
+    p.add_argument(
+        "--work-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="model work of one request stops after this, with HTTP 503 (default: %(default)g)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no line per request")
     p.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
     return p
@@ -86,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be 0-65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise CommandError("--max-upload-mb must be more than 0")
+    if min(args.body_timeout, args.header_timeout, args.work_timeout) <= 0:
+        raise CommandError("--body-timeout, --header-timeout and --work-timeout must be over 0")
     check_model_name(args.model)
     loopback = is_loopback(args.host)
     if not loopback:
@@ -104,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
         cache_size=args.cache_size,
         workers=args.workers,
         allowed_hosts=[*LOOPBACK_NAMES, args.host] if loopback else None,
+        allow_models=args.allow_model,
+        limits=parse_limits(args.limit),
+        body_timeout_s=args.body_timeout,
+        work_timeout_s=args.work_timeout,
     )
     try:
         sock = bind(args.host, args.port)
@@ -115,10 +165,7 @@ def run(args: argparse.Namespace) -> int:
         ) from error
     port = sock.getsockname()[1]
     print(f"cnnvis: serving {args.model} at {url(args.host, port)}  (Ctrl+C stops)", flush=True)
-    level = "debug" if args.debug else ("warning" if args.quiet else "info")
-    config = uvicorn.Config(
-        app, log_level=level, access_log=not args.quiet, timeout_graceful_shutdown=5
-    )
+    config = uvicorn_config(app, args)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
@@ -134,6 +181,80 @@ def served_model(args: argparse.Namespace) -> str | LoadedModel:
     if args.trust_model_file and parse_name(args.model)[0] == "file":
         return load_model(args)
     return str(args.model)
+
+
+KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this
+MAX_HEADER_BYTES = 16 * 1024  # an incomplete request line + headers larger than this: 400
+
+
+def uvicorn_config(app: Any, args: argparse.Namespace) -> Any:
+    """uvicorn's settings for `cnnvis serve`: logging, connection limit, keep-alive, header size."""
+    import uvicorn
+
+    level = "debug" if args.debug else ("warning" if args.quiet else "info")
+    return uvicorn.Config(
+        app,
+        http=header_timeout_protocol(args.header_timeout),
+        log_level=level,
+        access_log=not args.quiet,
+        timeout_graceful_shutdown=5,
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection whose next request line and headers have
+    not arrived within `seconds` (uvicorn itself waits for them indefinitely)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._start_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._start_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _start_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a pipelined request has already started
+            waiting_for = self.cycle  # a new request replaces it once its headers are in
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow, waiting_for)
+
+        def _headers_too_slow(self, waiting_for: Any) -> None:
+            if self.cycle is waiting_for and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+def parse_limits(items: list[str]) -> dict[str, int]:
+    """{"steps": 512} from ["steps=512"]; CommandError for a malformed or unknown limit."""
+    from ..web.guards import work_limits
+
+    limits: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise CommandError(f"--limit takes NAME=N (e.g. steps=512), got {item!r}")
+        limits[name.strip()] = int(value)
+    try:
+        work_limits(limits)
+    except ValueError as error:
+        raise CommandError(f"--limit: {error}") from None
+    return limits
 
 
 def check_model_name(name: str) -> None:

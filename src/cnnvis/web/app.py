@@ -11,14 +11,17 @@ Safety, by construction:
   recording, target and result, so concurrent requests never see each other's;
 - models are loaded on first use and kept in a small LRU; model names are checked by
   `cnnvis.zoo` (unknown names get suggestions); model *files* are only served when given to
-  the server at start, never named by a request.
+  the server at start, never named by a request;
+- what a request may ask is guarded (`guards`): API requests from other sites get 403, only
+  the served model and `allow_models` patterns may be chosen (hub names never), and every
+  work-sized method parameter has a server-side limit (422 naming it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,15 +29,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import CnnvisError, Hint
 from ..methods import scripted_methods
 from ..model import LoadedModel
-from .forms import FormError, RequestTooLarge
-from .server import MB, Server, ServerConfig
+from .forms import FormError, RequestTimeout, RequestTooLarge
+from .guards import LimitError, cross_site_reason, work_limits
+from .server import MB, Server, ServerConfig, WorkStopped
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,10 @@ def create_app(
     max_results: int = 16,
     workers: int = 2,
     allowed_hosts: Sequence[str] | None = None,
+    allow_models: Sequence[str] = (),
+    limits: Mapping[str, int] | None = None,
+    body_timeout_s: float = 60.0,
+    work_timeout_s: float = 300.0,
 ) -> FastAPI:
     """The cnnvis web app: the page at `/`, the JSON API under `/api` (see `/docs`).
 
@@ -68,6 +78,11 @@ def create_app(
     larger images get 422 before they are decoded. `cache_size` models and `max_results`
     results (for downloads) are kept. `workers`: threads doing model work at once.
     `allowed_hosts`: Host headers accepted (e.g. only loopback names, against DNS rebinding).
+    `allow_models`: fnmatch patterns of the models a request may choose besides the served one
+    (hub names never). `limits`: work limits changed from `guards.WORK_LIMITS`, e.g.
+    `{"steps": 512}`. API requests from pages on other sites get 403. A request body that has
+    not arrived within `body_timeout_s` gets 408; model work stops when its client goes away,
+    or after `work_timeout_s` (503).
     """
     model = model_name if isinstance(model_name, LoadedModel) else None
     config = ServerConfig(
@@ -80,6 +95,10 @@ def create_app(
         cache_size=cache_size,
         max_results=max_results,
         workers=workers,
+        allow_models=tuple(allow_models),
+        limits=work_limits(limits),
+        body_timeout_s=body_timeout_s,
+        work_timeout_s=work_timeout_s,
     )
     server = Server(config, model)
 
@@ -114,14 +133,44 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_page_headers())
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
-
+    app.add_middleware(GuardMiddleware)
     return app
+
+
+class GuardMiddleware:
+    """Refuses API requests from other sites (403) and adds the security headers to every
+    answer. Plain ASGI, not `@app.middleware("http")`: that one hides a client's disconnect
+    from the routes, and the work routes stop their work on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+            await send(message)
+
+        request = Request(scope)
+        reason = cross_site_reason(request) if request.url.path.startswith("/api/") else None
+        if reason is None:
+            await self.app(scope, receive, send_with_headers)
+            return
+        log.warning("refused a cross-site request to %s: %s", request.url.path, reason)
+        response = error_response(
+            403,
+            f"refused: {reason}; this server only answers its own page and clients that "
+            "send no Origin (curl, scripts)",
+            "CrossSite",
+        )
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send_with_headers)
 
 
 def _page_headers() -> dict[str, str]:
@@ -193,6 +242,26 @@ def _add_error_handlers(app: FastAPI) -> None:
         response = error_response(413, str(error), "TooLarge")
         response.headers["Connection"] = "close"
         return response
+
+    @app.exception_handler(RequestTimeout)
+    async def too_slow(request: Request, error: RequestTimeout) -> JSONResponse:
+        response = error_response(408, str(error), "Timeout")
+        response.headers["Connection"] = "close"
+        return response
+
+    @app.exception_handler(WorkStopped)
+    async def stopped(request: Request, error: WorkStopped) -> JSONResponse:
+        log.warning("stopped %s: %s", request.url.path, error)
+        return error_response(
+            503,
+            f"stopped: {error}; ask for less work (see /api/limits) or start the server with "
+            "a larger --work-timeout",
+            "Stopped",
+        )
+
+    @app.exception_handler(LimitError)
+    async def over_limit(request: Request, error: LimitError) -> JSONResponse:
+        return error_response(422, str(error), "LimitError")
 
     @app.exception_handler(FormError)
     async def bad_form(request: Request, error: FormError) -> JSONResponse:

@@ -6,6 +6,7 @@ the request body, so the documentation and the validation cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
@@ -35,6 +36,16 @@ class RequestTooLarge(Exception):
         super().__init__(
             f"the upload{got} is over this server's limit of {limit / 1e6:g} MB; downscale or "
             "re-compress the image (or start the server with a larger --max-upload-mb)"
+        )
+
+
+class RequestTimeout(Exception):
+    """The request body did not arrive within the server's time limit (answered with 408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the request body did not arrive within {seconds:g} s; send it again on a faster "
+            "connection (or start the server with a larger --body-timeout)"
         )
 
 
@@ -118,28 +129,46 @@ def request_body(form: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    """The request body, chunk by chunk, stopping with RequestTooLarge past `limit` bytes."""
+async def _limited(
+    request: Request, limit: int, seconds: float | None = None
+) -> AsyncGenerator[bytes, None]:
+    """The request body, chunk by chunk, stopping with RequestTooLarge past `limit` bytes and
+    with RequestTimeout when the whole body has not arrived within `seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
+    chunks = request.stream().__aiter__()
     total = 0
-    async for chunk in request.stream():
+    while True:
+        try:
+            if deadline is None:
+                chunk = await chunks.__anext__()
+            else:
+                chunk = await asyncio.wait_for(chunks.__anext__(), deadline - loop.time())
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(seconds or 0) from None
         total += len(chunk)
         if total > limit:
             raise RequestTooLarge(None, limit)
         yield chunk
 
 
-async def read_form(request: Request, form: type[F], max_upload: int) -> tuple[F, Upload | None]:
+async def read_form(
+    request: Request, form: type[F], max_upload: int, body_seconds: float | None = None
+) -> tuple[F, Upload | None]:
     """Parse and validate a form; the file part (if any) comes back separately, in memory.
 
     Bodies over `max_upload` (plus room for the fields) are refused from their Content-Length
-    before anything is read, or as soon as the stream passes the limit.
+    before anything is read, or as soon as the stream passes the limit; a body that has not
+    arrived within `body_seconds` gets RequestTimeout.
     """
     limit = max_upload + FIELD_BYTES
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise RequestTooLarge(int(length), max_upload)
     content_type = request.headers.get("content-type", "")
-    stream = _limited(request, limit)
+    stream = _limited(request, limit, body_seconds)
     try:
         if content_type.startswith("multipart/form-data"):
             parser = MultiPartParser(

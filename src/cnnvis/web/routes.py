@@ -3,7 +3,6 @@ and the downloads of a result (figure PNG, maps NPZ, manifest JSON)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -22,12 +21,12 @@ from .forms import (
     ClassifyForm,
     ExplainForm,
     F,
-    FormError,
     SweepForm,
     Upload,
     read_form,
     request_body,
 )
+from .guards import check_count, check_work, parse_params
 from .schemas import (
     ClassifyOut,
     ColormapsOut,
@@ -78,7 +77,9 @@ def models(request: Request) -> dict[str, Any]:
         }
     }
     for entry in available_models():
-        if entry["name"] not in entries and (entry["source"] == "default" or entry["local"]):
+        if entry["name"] in entries or not server.allows(entry["name"]):
+            continue
+        if entry["source"] == "default" or entry["local"]:
             entries[entry["name"]] = {**entry, "served": False}
     for name in loaded - set(entries):
         entries[name] = {"name": name, "weights": "DEFAULT", "served": False, "local": True}
@@ -110,6 +111,8 @@ def limits(request: Request) -> dict[str, Any]:
         "workers": config.workers,
         "cache_size": config.cache_size,
         "max_results": config.max_results,
+        "work": dict(config.limits),
+        "allow_models": [config.model_name, *config.allow_models],
     }
 
 
@@ -154,8 +157,12 @@ async def _answer(
 ) -> dict[str, Any]:
     """Read a work route's form (and upload), then run `work` on the server's model workers."""
     server = _server(request)
-    form, upload = await read_form(request, form_type, server.config.max_upload_bytes)
-    return await server.run(work, server, form, upload)
+    config = server.config
+    form, upload = await read_form(
+        request, form_type, config.max_upload_bytes, config.body_timeout_s
+    )
+    check_count("top_k", getattr(form, "top_k", 0), server.config.limits)
+    return await server.run_stoppable(request.is_disconnected, work, server, form, upload)
 
 
 @router.post(
@@ -205,7 +212,8 @@ def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[s
 
     start = time.perf_counter()
     names = _method_names(form.methods)
-    params = _params(form.params)
+    params = parse_params(form.params)
+    check_work(params, server.config.limits)
     target = parse_target(form.target)
     layer = form.layer  # "auto" or a name: read by cnnvis.layers.requested_layers
     source, image = _image(server, form.sample, upload)
@@ -267,6 +275,7 @@ async def sweep(request: Request) -> dict[str, Any]:
 
 def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, Any]:
     from ..api import sweep as sweep_layers
+    from ..layers import sweep_layers as layers_of_sweep
     from ..targets import parse_target
 
     start = time.perf_counter()
@@ -278,6 +287,9 @@ def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, 
         spec = [s.strip() for s in requested.split(",") if s.strip()]
     source, image = _image(server, form.sample, upload)
     lm = server.model(form.model)
+    size = lm.preprocess.crop_size
+    names = layers_of_sweep(lm.module, spec, (1, 3, size, size))
+    check_count("sweep_layers", len(names), server.config.limits)
     result_sweep: Sweep = sweep_layers(lm, image, method, spec, target, output=server.config.output)
     explanations = list(result_sweep.explanations.values())
     facts = _facts(server, lm, source, image, form.target, start)
@@ -307,20 +319,6 @@ def _method_names(spec: str) -> list[str]:
     if not names:
         raise MethodError("no method given; name one or more, e.g. grad-cam (see /api/methods)")
     return [get_method(name).name for name in dict.fromkeys(names)]
-
-
-def _params(text: str | None) -> dict[str, dict[str, Any]] | None:
-    if not text:
-        return None
-    try:
-        params = json.loads(text)
-    except ValueError as error:
-        raise FormError(
-            f'params must be JSON such as {{"rise": {{"masks": 500}}}}: {error}'
-        ) from None
-    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
-        raise FormError('params must map method names to objects, e.g. {"rise": {"masks": 500}}')
-    return params
 
 
 def _image(server: Server, sample: str | None, upload: Upload | None) -> tuple[str, Image.Image]:

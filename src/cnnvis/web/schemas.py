@@ -66,6 +66,10 @@ class LimitsOut(BaseModel):
     workers: int = Field(description="requests doing model work at once; the others wait")
     cache_size: int = Field(description="models kept loaded")
     max_results: int = Field(description="results kept for their downloads")
+    work: dict[str, int] = Field(
+        description="largest method parameters a request may set (min_stride: the smallest)"
+    )
+    allow_models: list[str] = Field(description="models a request may choose (fnmatch patterns)")
 
 
 class ColormapsOut(BaseModel):

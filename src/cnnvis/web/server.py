@@ -4,19 +4,40 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+
+from torch import nn
 
 from ..errors import ModelError
 from ..model import LoadedModel
+from .guards import check_model_allowed, model_allowed, work_limits
 from .state import ModelCache, ResultStore
 
 MB = 1_000_000
 T = TypeVar("T")
+POLL_SECONDS = 0.2  # how often a waiting request checks its client and its time limit
+
+# The stop signal of the request a worker thread is working for (None: no request)
+_current = threading.local()
+
+
+class WorkStopped(Exception):
+    """Model work stopped before it was done: its client went away or it ran out of time."""
+
+
+def _stop_if_asked(module: nn.Module, inputs: Any) -> None:
+    """A forward pre-hook: raise WorkStopped when this thread's request was told to stop, so
+    a method's next batch never starts."""
+    stop = getattr(_current, "stop", None)
+    if stop is not None and stop.is_set():
+        raise WorkStopped("the request was stopped")
 
 
 @dataclass(frozen=True)
@@ -32,6 +53,10 @@ class ServerConfig:
     cache_size: int = 2
     max_results: int = 16
     workers: int = 2
+    work_timeout_s: float = 300.0  # model work of one request stops after this (503)
+    body_timeout_s: float = 60.0  # a request body must arrive within this time (408)
+    allow_models: tuple[str, ...] = ()  # fnmatch patterns of models a request may choose
+    limits: dict[str, int] = field(default_factory=work_limits)  # see guards.WORK_LIMITS
 
 
 class Server:
@@ -45,6 +70,9 @@ class Server:
         self.models = ModelCache(self._load, config.cache_size, pinned)
         self.results = ResultStore(config.max_results)
         self._executor: ThreadPoolExecutor | None = None
+        self._stop_hooks: list[Any] = []
+        if model is not None:
+            self._add_stop_hook(model)
 
     @property
     def served(self) -> str:
@@ -54,7 +82,14 @@ class Server:
     def _load(self, name: str, weights: str | None) -> LoadedModel:
         from ..zoo import load_model
 
-        return load_model(name, weights=weights, device=self.config.device)
+        model = load_model(name, weights=weights, device=self.config.device)
+        self._add_stop_hook(model)
+        return model
+
+    def _add_stop_hook(self, model: LoadedModel) -> None:
+        """Let a request's work stop before the model's next forward (not on TorchScript)."""
+        with contextlib.suppress(AttributeError, RuntimeError):  # TorchScript: no Python hooks
+            self._stop_hooks.append(model.module.register_forward_pre_hook(_stop_if_asked))
 
     def model_key(self, name: str | None) -> tuple[str, str | None]:
         """(name, weights) for a requested model; model files only if the server was given one."""
@@ -66,7 +101,13 @@ class Server:
                 f"{name!r} names a model file; this server only loads files named when it was "
                 f"started (cnnvis serve --model FILE); choose a model from /api/models"
             )
+        _check_name(name)
+        check_model_allowed(name, self.served, self.config.allow_models)
         return name, "DEFAULT"
+
+    def allows(self, name: str) -> bool:
+        """Whether a request may choose model `name`."""
+        return model_allowed(name, self.served, self.config.allow_models)
 
     def model(self, name: str | None) -> LoadedModel:
         """A requested model (the served one if `name` is empty), loaded or from the cache."""
@@ -81,11 +122,47 @@ class Server:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(work, *args))
 
+    async def run_stoppable(
+        self, disconnected: Callable[[], Any], work: Callable[..., T], *args: Any
+    ) -> T:
+        """`run`, stopping the work (before its next forward) when `await disconnected()` says
+        the client went away or after `work_timeout_s`; raises WorkStopped then."""
+        stop = threading.Event()
+
+        def stoppable() -> T:
+            _current.stop = stop
+            try:
+                if stop.is_set():  # stopped while queued
+                    raise WorkStopped("the request was stopped")
+                return work(*args)
+            finally:
+                _current.stop = None
+
+        task = asyncio.ensure_future(self.run(stoppable))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.work_timeout_s
+        why = None
+        while why is None:
+            done, _ = await asyncio.wait({task}, timeout=POLL_SECONDS)
+            if done:
+                return task.result()
+            if await disconnected():
+                why = "the client went away"
+            elif loop.time() > deadline:
+                why = f"the work took longer than this server's {self.config.work_timeout_s:g} s"
+        stop.set()
+        with contextlib.suppress(WorkStopped):
+            await task
+        raise WorkStopped(why)
+
     def close(self) -> None:
-        """Stop the worker threads (queued work is cancelled)."""
+        """Stop the worker threads (queued work is cancelled) and remove the stop hooks."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        for handle in self._stop_hooks:
+            handle.remove()
+        self._stop_hooks.clear()
 
 
 def _looks_like_file(name: str) -> bool:
@@ -99,3 +176,16 @@ def _looks_like_file(name: str) -> bool:
         or name.lower().endswith(MODEL_FILE_SUFFIXES)
         or os.path.exists(name)
     )
+
+
+def _check_name(name: str) -> None:
+    """Raise ModelError (with suggestions) for an unknown model name, without building it."""
+    from ..zoo.names import parse_name
+    from ..zoo.timm_loader import check_timm_arch
+    from ..zoo.torchvision_loader import torchvision_arch
+
+    source, arch = parse_name(name)
+    if source == "torchvision":
+        torchvision_arch(arch)
+    elif source == "timm" and "hf-hub" not in arch and "hf_hub" not in arch:
+        check_timm_arch(arch)
