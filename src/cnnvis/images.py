@@ -13,9 +13,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import Hint, ImageError, unknown
+from .files import read_limited
+from .ico import check_ico_frames
 
 log = logging.getLogger(__name__)
 
@@ -204,17 +207,14 @@ def _from_path(source: str | os.PathLike[str], max_pixels: int) -> Image.Image:
     try:
         path = path.expanduser()
         _check_file(path)
-        fh = path.open("rb")
+        data = read_limited(path)  # a regular file only, at most max_file_bytes()
     except ImageError:
         raise
     except (OSError, ValueError, RuntimeError) as e:  # no permission, a NUL byte, ~nobody, ...
         raise ImageError(
             f"cannot read {text!r} ({type(e).__name__}: {e}); check the path and its permissions"
         ) from e
-    with fh:
-        head = fh.read(8)
-        fh.seek(0)
-        return _decode(fh, str(path), max_pixels, head=head)
+    return _decode(io.BytesIO(data), str(path), max_pixels, head=data[:8])
 
 
 def _check_file(path: Path) -> None:
@@ -224,15 +224,41 @@ def _check_file(path: Path) -> None:
         raise ImageError(f"image file not found: {path} (check the path{hint})")
     if path.is_dir():
         raise ImageError(f"{path} is a folder, not an image file; pass the files inside it")
+    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+        raise ImageError(f"{path} is not a regular file (a FIFO, device or socket)")
     if path.stat().st_size == 0:
         raise ImageError(
             f"{path} is empty (0 bytes); it is not a valid image, re-save or re-copy it"
         )
 
 
-def _decode(fh: Any, label: str, max_pixels: int, head: bytes = b"") -> Image.Image:
-    """Open (header only), check the size, then fully decode the first frame to RGB."""
+def load_gray(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Image.Image:
+    """A mask file as a mode "L" image (no other conversion), under the same file and pixel
+    limits as `load_image`, checked before anything is decoded."""
+    path = Path(path).expanduser()
     try:
+        _check_file(path)
+        data = read_limited(path)
+    except ImageError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ImageError(f"cannot read {str(path)!r} ({type(e).__name__}: {e})") from e
+    return _decode(
+        io.BytesIO(data), str(path), pixel_limit(max_pixels), data[:8], lambda im: im.convert("L")
+    )
+
+
+def _decode(
+    fh: Any,
+    label: str,
+    max_pixels: int,
+    head: bytes = b"",
+    finish: Callable[[Image.Image], Image.Image] | None = None,
+) -> Image.Image:
+    """Open (header only), check the size, then fully decode the first frame to RGB (or
+    with `finish`)."""
+    try:
+        check_ico_frames(fh, label, max_pixels)  # Pillow decodes an ICO frame on open
         with _pil_allows(max_pixels), Image.open(fh) as image:
             _check_pixels(image.size, max_pixels, label)
             notes = []
@@ -242,7 +268,7 @@ def _decode(fh: Any, label: str, max_pixels: int, head: bytes = b"") -> Image.Im
                 log.warning("%s", notes[-1])
                 image.seek(0)
             image.load()
-            rgb = to_rgb(_exif_transpose(image))
+            rgb = finish(image) if finish else to_rgb(_exif_transpose(image))
     except ImageError:
         raise
     except Image.DecompressionBombError as e:  # over Pillow's guard, so over our limit too

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import ImageError
 from ..model import Preprocess
 from .inputs import Item
 from .lock import release_in_worker
@@ -59,13 +60,13 @@ def decode(
     max_pixels: int | None = None,
 ) -> Decoded:
     """Read, hash and (unless done) decode one file; never raises for a bad file."""
+    from ..files import read_limited
     from ..images import load_image
 
     start = time.perf_counter()
     try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
+        data = read_limited(path)  # a regular file, at most max_file_bytes(): never a FIFO
+    except (OSError, ImageError) as error:
         return Decoded(index, ERROR, error_type=type(error).__name__, error=str(error))
     sha = hashlib.sha256(data).hexdigest()
     record = Decoded(index, OK, sha, len(data))

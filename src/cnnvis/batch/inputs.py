@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ImageError
+from ..files import read_limited, walk_folders
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _from_folder(root: Path) -> Inputs:
     top_dirs = [p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)]
     imagefolder = bool(top_dirs) and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in top_files)
     items, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in walk_folders(root):  # a symlink loop is walked once
         dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
         for name in filenames:
             if _is_hidden(name):
@@ -111,8 +112,8 @@ def _from_list(path: Path) -> Inputs:
     """Paths from a list: a CSV with a path column (and maybe `label`), or one path a line."""
     base = path.resolve().parent
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
+        text = read_limited(path).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError, ImageError) as error:
         raise ImageError(f"cannot read the list {path}: {error}") from error
     rows = _csv_rows(text) if path.suffix.lower() == ".csv" else _text_rows(text)
     seen: dict[str, str | None] = {}

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ImageError
 from ..model import Preprocess
 from .errors import EvaluationError
 
@@ -132,12 +133,11 @@ class Boxes:
         return box_mask((x0, y0, x1, y1), size)
 
     def _file_mask(self, path: Path, preprocess: Preprocess, size: tuple[int, int]) -> torch.Tensor:
-        from PIL import Image
+        from ..images import load_gray
 
         try:
-            with Image.open(path) as image:
-                gray = image.convert("L")
-        except OSError as error:
+            gray = load_gray(path)  # the file and pixel limits apply, checked before decoding
+        except ImageError as error:
             raise EvaluationError(f"cannot read the mask {path}: {error}") from None
         if self.space == "image":
             from torchvision.transforms import InterpolationMode
