@@ -65,8 +65,9 @@ def test_auto_mixed_with_names_and_non_strings_are_errors(model):
         requested_layers(model, [3], input_shape=SHAPE)  # type: ignore[list-item]
 
 
-def test_every_front_end_reads_requests_the_same_way(model, tmp_path):
-    """The library with a pattern and with "auto" (the spellings the CLI and web page pass on)."""
+def test_explain_many_reads_patterns_and_auto_through_the_resolver(model):
+    """The library with a pattern and with "auto", the spellings the CLI and the web page pass
+    on unchanged (their own tests cover --layer and the form field)."""
     x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     many = cnnvis.explain_many(model, x, ["grad-cam"], layers="relu*")
     assert sorted(layer for _, layer in many) == ["relu1", "relu2"]
