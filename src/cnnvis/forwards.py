@@ -15,7 +15,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, TypedDict
 
 import torch
@@ -30,6 +30,9 @@ Rebuild = Callable[[torch.Tensor], Any]
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_LOCK = threading.Lock()
+
+# The stop signal of the work this thread does (see `stop_signal`; None: not stoppable)
+_stop = threading.local()
 
 # input elements per forward below which channels_last is not used (tests lower it)
 CHANNELS_LAST_MIN_ELEMENTS = 2**20
@@ -71,6 +74,50 @@ def hooked(hooks: Sequence[Hook]) -> Iterator[None]:
             handle.remove()
 
 
+class WorkStopped(Exception):
+    """Model work stopped before its next forward: the `stop_signal` it runs under was set (a
+    web request whose client went away or whose time ran out)."""
+
+
+@contextmanager
+def stop_signal(event: threading.Event) -> Iterator[None]:
+    """Model work on this thread inside the block stops with `WorkStopped` before its next
+    forward (a method's next batch never starts) once `event` is set from another thread.
+    Nothing is hooked outside `guarded_forward`, and the user's model keeps no hook."""
+    previous = getattr(_stop, "event", None)
+    _stop.event = event
+    try:
+        check_stop()
+        yield
+    finally:
+        _stop.event = previous
+
+
+def check_stop() -> None:
+    """Raise `WorkStopped` when this thread's work was asked to stop (see `stop_signal`)."""
+    event = getattr(_stop, "event", None)
+    if event is not None and event.is_set():
+        raise WorkStopped("the work was asked to stop")
+
+
+@contextmanager
+def _stop_check(model: nn.Module) -> Iterator[None]:
+    """While a stop signal is active on this thread: a forward pre-hook on `model` that checks
+    it before every forward (TorchScript takes no Python hook: checked on entry only)."""
+    check_stop()
+    if getattr(_stop, "event", None) is None:
+        yield
+        return
+    handle = None
+    with suppress(AttributeError, RuntimeError):  # a ScriptModule
+        handle = model.register_forward_pre_hook(lambda module, inputs: check_stop())
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
 def no_autocast(inputs: torch.Tensor) -> torch.autocast:
     """Autocast off: maps are computed in the model's own (float32) precision even when the
     caller runs inside `torch.autocast`."""
@@ -102,6 +149,7 @@ def guarded_forward(
         if not grad:
             stack.enter_context(torch.inference_mode() if inference else torch.no_grad())
         stack.enter_context(hooked(hooks))
+        stack.enter_context(_stop_check(model))
         yield model
 
 

@@ -445,4 +445,9 @@ def test_work_over_the_time_limit_stops_with_503():
         assert body["error"] == "Stopped" and "longer than this server's 0.5 s" in body["detail"]
         assert c.post("/api/classify", data={"sample": "cat"}).status_code == 200
         model = c.app.state.cnnvis.model(None)
-        assert not any(m._forward_hooks or m._backward_hooks for m in model.module.modules())
+        left = [
+            m
+            for m in model.module.modules()
+            if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+        ]
+        assert not left, "the served model keeps hooks between requests"

@@ -13,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from torch import nn
-
 from ..errors import ModelError
+from ..forwards import WorkStopped, stop_signal
 from ..model import LoadedModel
 from .guards import check_model_allowed, model_allowed, work_limits
 from .state import ModelCache, ResultStore
@@ -23,21 +22,6 @@ from .state import ModelCache, ResultStore
 MB = 1_000_000
 T = TypeVar("T")
 POLL_SECONDS = 0.2  # how often a waiting request checks its client and its time limit
-
-# The stop signal of the request a worker thread is working for (None: no request)
-_current = threading.local()
-
-
-class WorkStopped(Exception):
-    """Model work stopped before it was done: its client went away or it ran out of time."""
-
-
-def _stop_if_asked(module: nn.Module, inputs: Any) -> None:
-    """A forward pre-hook: raise WorkStopped when this thread's request was told to stop, so
-    a method's next batch never starts."""
-    stop = getattr(_current, "stop", None)
-    if stop is not None and stop.is_set():
-        raise WorkStopped("the request was stopped")
 
 
 @dataclass(frozen=True)
@@ -70,9 +54,6 @@ class Server:
         self.models = ModelCache(self._load, config.cache_size, pinned)
         self.results = ResultStore(config.max_results)
         self._executor: ThreadPoolExecutor | None = None
-        self._stop_hooks: list[Any] = []
-        if model is not None:
-            self._add_stop_hook(model)
 
     @property
     def served(self) -> str:
@@ -82,14 +63,7 @@ class Server:
     def _load(self, name: str, weights: str | None) -> LoadedModel:
         from ..zoo import load_model
 
-        model = load_model(name, weights=weights, device=self.config.device)
-        self._add_stop_hook(model)
-        return model
-
-    def _add_stop_hook(self, model: LoadedModel) -> None:
-        """Let a request's work stop before the model's next forward (not on TorchScript)."""
-        with contextlib.suppress(AttributeError, RuntimeError):  # TorchScript: no Python hooks
-            self._stop_hooks.append(model.module.register_forward_pre_hook(_stop_if_asked))
+        return load_model(name, weights=weights, device=self.config.device)
 
     def model_key(self, name: str | None) -> tuple[str, str | None]:
         """(name, weights) for a requested model; model files only if the server was given one."""
@@ -125,18 +99,13 @@ class Server:
     async def run_stoppable(
         self, disconnected: Callable[[], Any], work: Callable[..., T], *args: Any
     ) -> T:
-        """`run`, stopping the work (before its next forward) when `await disconnected()` says
+        """`run`, stopping the work (before its next forward, `forwards.stop_signal`) when `await disconnected()` says
         the client went away or after `work_timeout_s`; raises WorkStopped then."""
         stop = threading.Event()
 
         def stoppable() -> T:
-            _current.stop = stop
-            try:
-                if stop.is_set():  # stopped while queued
-                    raise WorkStopped("the request was stopped")
+            with stop_signal(stop):  # raises at once when stopped while queued
                 return work(*args)
-            finally:
-                _current.stop = None
 
         task = asyncio.ensure_future(self.run(stoppable))
         loop = asyncio.get_running_loop()
@@ -156,13 +125,10 @@ class Server:
         raise WorkStopped(why)
 
     def close(self) -> None:
-        """Stop the worker threads (queued work is cancelled) and remove the stop hooks."""
+        """Stop the worker threads (queued work is cancelled)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        for handle in self._stop_hooks:
-            handle.remove()
-        self._stop_hooks.clear()
 
 
 def _looks_like_file(name: str) -> bool:
