@@ -20,6 +20,7 @@ from .errors import (
     LayerError,
     MethodError,
     ModelError,
+    OutputError,
     TargetError,
 )
 from .explanation import Explanation, Prediction, Sweep
@@ -55,6 +56,7 @@ __all__ = [
     "MethodError",
     "MethodInfo",
     "ModelError",
+    "OutputError",
     "Prediction",
     "Preprocess",
     "Sweep",

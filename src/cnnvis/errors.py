@@ -21,6 +21,8 @@ MethodError         6          an unknown method, a bad method parameter, a meth
                                methods on TorchScript), or a map with NaN / infinity
 TargetError         7          a target out of range, a list of the wrong length, an
                                unknown class name, or of a type that is not a class
+OutputError         8          an output folder that holds files cnnvis did not write
+                               (refused unless `force=True` / `--force`), or is a file
 ==================  =========  ==========================================================
 
 (2 is argparse's usage error, 130 an interrupt.) Each class also derives from the built-in
@@ -135,6 +137,12 @@ class TargetError(CnnvisError, ValueError):
     """A target that is out of range, of the wrong length for the batch, or not understood."""
 
     exit_code = 7
+
+
+class OutputError(CnnvisError, FileExistsError):
+    """An output folder cnnvis may not write into: it holds files of others, or is a file."""
+
+    exit_code = 8
 
 
 def closest(name: object, choices: Iterable[str], n: int = 5) -> list[str]:

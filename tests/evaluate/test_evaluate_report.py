@@ -215,3 +215,22 @@ def test_the_benchmark_function_runs_and_counts_forwards():
     found = deletion_insertion_ratio(TinyCNN().eval(), steps=5, batch_size=4, repeats=1, size=16)
     assert found["forward_passes"] == 10 and found["evaluation_forward_passes"] == 11
     assert found["ratio"] > 0 and found["evaluation_s"] > 0 and found["target"] == 1.2
+
+
+def test_save_refuses_a_folder_of_someone_elses_files(tiny_eval, tmp_path):
+    """Evaluation.save writes into a new, empty or cnnvis folder; a folder holding other files
+    is refused (nothing in it changes) unless force=True."""
+    from cnnvis.errors import OutputError
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "evaluation.html").write_text("my own page")
+    with pytest.raises(OutputError, match="force=True"):
+        tiny_eval.save(theirs)
+    assert [p.name for p in theirs.iterdir()] == ["evaluation.html"]
+    assert (theirs / "evaluation.html").read_text() == "my own page"
+    tiny_eval.save(theirs, force=True)
+    assert (theirs / "evaluation.html").read_text() != "my own page"
+    again = tmp_path / "again"
+    tiny_eval.save(again)
+    tiny_eval.save(again)  # a cnnvis output: written again without force

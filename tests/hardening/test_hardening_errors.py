@@ -16,11 +16,19 @@ from torch import nn
 import cnnvis
 from cnnvis import errors
 from cnnvis.cli import main
-from cnnvis.errors import CnnvisError, ImageError, LayerError, MethodError, ModelError, TargetError
+from cnnvis.errors import (
+    CnnvisError,
+    ImageError,
+    LayerError,
+    MethodError,
+    ModelError,
+    OutputError,
+    TargetError,
+)
 
 from conftest import TinyCNN
 
-CLASSES = [CnnvisError, ImageError, ModelError, LayerError, MethodError, TargetError]
+CLASSES = [CnnvisError, ImageError, ModelError, LayerError, MethodError, TargetError, OutputError]
 
 
 def test_the_docstring_table_matches_the_classes():
@@ -37,6 +45,7 @@ def test_each_error_is_also_the_builtin_it_refines():
     for cls in (ImageError, ModelError, MethodError, TargetError):
         assert issubclass(cls, ValueError) and issubclass(cls, CnnvisError)
     assert issubclass(LayerError, KeyError)
+    assert issubclass(OutputError, FileExistsError) and issubclass(OutputError, CnnvisError)
     assert str(LayerError("plain words")) == "plain words"  # not KeyError's quoted repr
 
 
@@ -114,11 +123,14 @@ def argv_for(cls: type[CnnvisError], model: str, tmp: Path) -> list[str]:
         LayerError: ["explain", *base, "--method", "grad-cam", "--layer", "9"],
         MethodError: ["explain", *base, "--method", "nope"],
         TargetError: ["explain", *base, "--method", "gradient", "--target", "3"],
+        OutputError: ["explain", *base, "--method", "gradient"],
     }[cls]
 
 
 @pytest.mark.parametrize("cls", CLASSES[1:], ids=lambda c: c.__name__)
 def test_cli_maps_each_error_to_its_exit_code(cls, model_file, tmp_path, capsys):
+    if cls is OutputError:
+        (tmp_path / "notes.txt").write_text("someone else's file")
     code = main(argv_for(cls, str(model_file), tmp_path))
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("cnnvis: error: ")]

@@ -74,7 +74,7 @@ def test_foreign_out_is_refused_and_left_alone(command, photo, tmp_path, capsys)
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 8  # OutputError
     assert "not a cnnvis output folder" in err and "--force" in err
     assert _listing(out) == before and sorted(p.name for p in out.iterdir()) == [
         "report.html",
@@ -105,7 +105,7 @@ def test_rerun_into_its_own_output_works(photo, tmp_path, capsys):
 def test_out_that_is_a_file_is_refused(photo, tmp_path, capsys):
     out = tmp_path / "file.txt"
     out.write_text("x")
-    assert main(["explain", str(photo), "--out", str(out), "--method", "gradient", *FAST]) == 2
+    assert main(["explain", str(photo), "--out", str(out), "--method", "gradient", *FAST]) == 8
     assert out.read_text() == "x"
 
 

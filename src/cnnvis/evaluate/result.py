@@ -179,10 +179,14 @@ class Evaluation:
 
         return html_section(self)
 
-    def save(self, folder: str | Path) -> dict[str, Path]:
-        """Write CSVs, PNGs, evaluation.html and evaluation.json into `folder`."""
+    def save(self, folder: str | Path, *, force: bool = False) -> dict[str, Path]:
+        """Write CSVs, PNGs, evaluation.html and evaluation.json into `folder`: a new or empty
+        folder or a cnnvis output; one holding other files raises OutputError unless
+        `force=True` (see `cnnvis.output_folders`)."""
+        from ..output_folders import claim_folder
         from .saving import save
 
+        claim_folder(Path(folder), "evaluate", force)
         return save(self, Path(folder))
 
     def _repr_html_(self) -> str:
