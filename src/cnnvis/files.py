@@ -17,6 +17,10 @@ from pathlib import Path
 
 from .errors import ImageError
 
+# the file name endings of the image files a folder is searched for
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
 DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 MAX_FILE_BYTES_ENV = "CNNVIS_MAX_FILE_BYTES"
 CHUNK_BYTES = 2**20
@@ -106,3 +110,19 @@ def walk_folders(
                 visited.add(key)
                 kept.append(name)
         dirnames[:] = kept
+
+
+def image_files(root: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
+    """The image files (by suffix, see `IMAGE_SUFFIXES`) in `root` and, with `recursive`, in
+    its sub-folders (walked with `walk_folders`: a symlink loop is walked once), sorted; names
+    starting with "." are left out. Files are not opened: a FIFO or device named like an image
+    is listed, and refused when read (`read_limited`), so the caller reports it and goes on."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in walk_folders(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        found += [
+            Path(dirpath) / name
+            for name in filenames
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        ]
+    return sorted(found)

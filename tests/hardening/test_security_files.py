@@ -136,6 +136,49 @@ def test_a_symlinked_folder_is_followed(tmp_path):
     assert [item.relpath for item in discover(root).items] == ["linked/far.png", "near.png"]
 
 
+def test_evaluate_walks_a_folder_like_batch(tmp_path):
+    """`evaluate`'s folder listing: a symlink loop walked once, a symlinked folder followed,
+    hidden files left out (the old `rglob` did not follow the link)."""
+    from cnnvis.evaluate.inputs import image_sources
+
+    picture(tmp_path / "elsewhere" / "far.png")
+    root = tmp_path / "photos"
+    picture(root / "top.png")
+    picture(root / "loop" / "inner.png", 1)
+    picture(root / ".hidden.png", 2)
+    (root / "loop" / "self").symlink_to(".")
+    (root / "loop" / "up").symlink_to("..")
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    names = [Path(name).relative_to(root).as_posix() for name, _ in image_sources(root)]
+    assert names == ["linked/far.png", "loop/inner.png", "top.png"]
+
+
+def test_evaluate_reports_an_unreadable_image_and_goes_on(tmp_path):
+    """A FIFO named like an image in an evaluated folder is reported (a note, a warning) and
+    the other images are evaluated; no image at all readable is an ImageError."""
+    from cnnvis import evaluate
+    from cnnvis.model import LoadedModel, Preprocess
+
+    from conftest import TinyCNN
+
+    root = tmp_path / "photos"
+    picture(root / "good.png")
+    os.mkfifo(root / "stuck.png")
+    model = LoadedModel(
+        TinyCNN().eval(), name="tiny", preprocess=Preprocess(resize_size=16, crop_size=16)
+    )
+    fast = {"steps": 2, "random_draws": 1, "batch_size": 8}
+    result = evaluate(model, root, ["gradient"], ["deletion"], **fast)
+    assert [Path(name).name for name in result.images] == ["good.png"]
+    assert any("stuck.png" in note and "skipped" in note for note in result.notes)
+    assert result.scores and {s.image for s in result.scores} == set(result.images)
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    os.mkfifo(only_bad / "stuck.png")
+    with pytest.raises(ImageError, match="none of the 1 images"):
+        evaluate(model, only_bad, ["gradient"], ["deletion"], **fast)
+
+
 # ----------------------------------------------------------------------------- pixel limits
 
 

@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ImageError
-from ..files import read_limited, walk_folders
+from ..files import IMAGE_SUFFIXES, read_limited, walk_folders
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
 PATH_COLUMNS = ("path", "file", "filename", "image", "filepath", "source")
 GLOB_CHARS = frozenset("*?[")

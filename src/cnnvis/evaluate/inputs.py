@@ -10,10 +10,9 @@ from typing import Any
 import torch
 
 from ..api import prepare_inputs
+from ..files import image_files
 from ..model import LoadedModel
 from .errors import EvaluationError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
 def image_sources(images: Any) -> list[tuple[str, Any]]:
@@ -26,7 +25,7 @@ def image_sources(images: Any) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     for i, item in enumerate(items):
         if isinstance(item, str | os.PathLike) and Path(item).is_dir():
-            files = sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(item)  # a symlink loop is walked once
             if not files:
                 raise EvaluationError(f"no image files in the folder {item}")
             found += [(str(p), p) for p in files]

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import LayerError
+from ..errors import ImageError, LayerError
 from ..layers import requested_layers
 from ..methods import get_method
 from ..model import LoadedModel, as_loaded
@@ -100,8 +100,14 @@ def evaluate(
     layers: list[str] | None = None
     for i, (name, source) in enumerate(sources):
         log.info("evaluating %s (%d/%d)", name, i + 1, len(sources))
-        x, size = model_input(lm, source)
-        if i == 0:
+        try:
+            x, size = model_input(lm, source)
+        except ImageError as error:  # reported; the other images go on
+            log.warning("%s: skipped: %s", name, error)
+            result.notes.append(f"{name}: skipped, it could not be read: {error}")
+            result.images.remove(name)
+            continue
+        if layers is None:
             layers = _layer(lm, names, layer, tuple(x.shape))
         each = target[i] if isinstance(target, list | tuple) else target
         entries, t, ok = image_maps(result, lm, name, i, x, names, layers, each, params, options)
@@ -125,6 +131,11 @@ def evaluate(
                     name=name,
                 )
             )
+    if not result.images:
+        raise ImageError(
+            f"none of the {len(sources)} images could be read ({'; '.join(result.notes)}); "
+            "pass image files (JPEG, PNG, ...)"
+        )
     result.methods = [m for m in names if m in result.methods]
     _notes(result, localisation, wants_boxes, box_table)
     result.forwards = scorer.forwards

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ImageError, LayerError
+from ..files import image_files as files_in
 from ..forwards import device_dtype
 from ..model import LoadedModel, as_loaded
 from ..targets import UnitTarget
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 GREY = 0.5
 
 
@@ -159,7 +159,7 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     path = Path(folder)
     if not path.is_dir():
         raise ImageError(f"{path} is not a folder; pass a folder of images")
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return [p for p in files_in(path, recursive=False) if p.is_file()]
 
 
 # ----------------------------------------------------------------------------- helpers
