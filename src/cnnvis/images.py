@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "CNNVIS_MAX_PIXELS"
+# The formats whose header gives the size of the frame that is decoded (ICO is checked frame by
+# frame before Pillow opens it, see `cnnvis.ico`): everything else is refused before decoding.
+ACCEPTED_FORMATS = frozenset(
+    {"JPEG", "MPO", "PNG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "ICO"}
+)
 NOTES = "cnnvis_notes"  # key of `Image.info`: what loading did that a user should know
 SAMPLE_PREFIX = "sample:"
 WHITE = (255, 255, 255)
@@ -261,6 +266,7 @@ def _decode(
         check_ico_frames(fh, label, max_pixels)  # Pillow decodes an ICO frame on open
         with _pil_allows(max_pixels), Image.open(fh) as image:
             _check_pixels(image.size, max_pixels, label)
+            _check_format(image.format, label)
             notes = []
             frames = getattr(image, "n_frames", 1)
             if isinstance(frames, int) and frames > 1:
@@ -284,6 +290,17 @@ def _decode(
     if notes:
         rgb.info[NOTES] = notes
     return rgb
+
+
+def _check_format(name: str | None, label: str) -> None:
+    """Refuse image formats cnnvis does not read: their headers may not tell the size that
+    decoding makes (an ICNS file names 1024 x 1024 and may hold a far larger PNG), so the
+    pixel limit could not be checked before decoding."""
+    if name not in ACCEPTED_FORMATS:
+        raise ImageError(
+            f"{label} is a {name or 'unknown'} image; cnnvis reads "
+            f"{', '.join(sorted(ACCEPTED_FORMATS))}: convert it to PNG or JPEG"
+        )
 
 
 @contextmanager

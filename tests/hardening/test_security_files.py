@@ -230,6 +230,36 @@ def test_an_ico_bomb_is_refused_before_decoding(tmp_path):
     assert int(grown_mib) < 60  # decoding the frame would take 169 MB and more
 
 
+def test_an_icns_whose_header_lies_is_refused_before_decoding(tmp_path):
+    """An ICNS entry says 1024 x 1024 and holds a 12000 x 12000 PNG (144 M pixels, over the
+    100 M limit): formats whose header may not tell the decoded size are refused unopened."""
+    png = png_bytes(12000, 12000)
+    entry = b"ic10" + struct.pack(">I", 8 + len(png)) + png
+    bomb = tmp_path / "bomb.icns"
+    bomb.write_bytes(b"icns" + struct.pack(">I", 8 + len(entry)) + entry)
+    out = in_subprocess(
+        "import resource\n"
+        "from cnnvis.images import load_image\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    load_image({str(bomb)!r})\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, e)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) // 1024)\n"
+    )
+    message, grown_mib = out.rsplit("\n", 2)[:2]
+    assert message.startswith("ImageError") and "ICNS" in message and "PNG" in message
+    assert int(grown_mib) < 60  # decoding the PNG would take 144 MB and more
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM"])
+def test_the_usual_formats_still_load(tmp_path, fmt):
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.new("RGB", (20, 10), (200, 30, 30)).save(path, format=fmt)
+    assert load_image(path).size == (20, 10)
+
+
 def test_a_small_ico_still_loads(tmp_path):
     path = tmp_path / "icon.ico"
     Image.new("RGB", (32, 32), (200, 10, 10)).save(path, sizes=[(32, 32), (16, 16)])
