@@ -52,6 +52,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="larger uploads get HTTP 413 (default: %(default)g)",
     )
     p.add_argument(
+        "--max-pending-mb",
+        type=float,
+        default=100.0,
+        help="request bodies held in memory at once, being read or waiting for a worker; "
+        "more get HTTP 503 (default: %(default)g)",
+    )
+    p.add_argument(
         "--max-pixels",
         type=positive_int,
         default=50_000_000,
@@ -128,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         ) from error
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port must be 0-65535, got {args.port}")
-    if args.max_upload_mb <= 0:
-        raise CommandError("--max-upload-mb must be more than 0")
+    if args.max_upload_mb <= 0 or args.max_pending_mb <= 0:
+        raise CommandError("--max-upload-mb and --max-pending-mb must be more than 0")
     if min(args.body_timeout, args.header_timeout, args.work_timeout) <= 0:
         raise CommandError("--body-timeout, --header-timeout and --work-timeout must be over 0")
     check_model_name(args.model)
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         output=args.output,
         max_upload_mb=args.max_upload_mb,
+        max_pending_mb=args.max_pending_mb,
         max_pixels=args.max_pixels,
         cache_size=args.cache_size,
         workers=args.workers,

@@ -40,7 +40,7 @@ from ..methods import scripted_methods
 from ..model import LoadedModel
 from .forms import FormError, RequestTimeout, RequestTooLarge
 from .guards import LimitError, cross_site_reason, work_limits
-from .server import MB, Server, ServerConfig, WorkStopped
+from .server import MB, Server, ServerBusy, ServerConfig, WorkStopped
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def create_app(
     device: str | None = None,
     output: str | None = None,
     max_upload_mb: float = 20,
+    max_pending_mb: float = 100,
     max_pixels: int = 50_000_000,
     cache_size: int = 2,
     max_results: int = 16,
@@ -74,7 +75,8 @@ def create_app(
     `model_name`: the model served by default ("default", "torchvision:NAME", "timm:NAME",
     a file, or a `LoadedModel` object), with `weights` ("DEFAULT", a weights name, None for
     random init, or a state-dict file) on `device`; other models named by a request load with
-    their pretrained weights. `max_upload_mb`: larger request bodies get 413. `max_pixels`:
+    their pretrained weights. `max_upload_mb`: larger request bodies get 413; `max_pending_mb`:
+    request bodies held in memory at once (being read, or waiting for a worker); past it, 503. `max_pixels`:
     larger images get 422 before they are decoded. `cache_size` models and `max_results`
     results (for downloads) are kept. `workers`: threads doing model work at once.
     `allowed_hosts`: Host headers accepted (e.g. only loopback names, against DNS rebinding).
@@ -91,6 +93,7 @@ def create_app(
         device=device,
         output=output,
         max_upload_bytes=int(max_upload_mb * MB),
+        max_pending_bytes=int(max_pending_mb * MB),
         max_pixels=int(max_pixels),
         cache_size=cache_size,
         max_results=max_results,
@@ -246,6 +249,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestTimeout)
     async def too_slow(request: Request, error: RequestTimeout) -> JSONResponse:
         response = error_response(408, str(error), "Timeout")
+        response.headers["Connection"] = "close"
+        return response
+
+    @app.exception_handler(ServerBusy)
+    async def busy(request: Request, error: ServerBusy) -> JSONResponse:
+        await _drain(request)
+        response = error_response(503, str(error), "Busy")
+        response.headers["Retry-After"] = "1"
         response.headers["Connection"] = "close"
         return response
 

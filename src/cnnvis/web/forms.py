@@ -154,6 +154,14 @@ async def _limited(
         yield chunk
 
 
+def body_size(request: Request, max_upload: int) -> int:
+    """The most memory a request's body can take: its Content-Length, or the upload limit
+    (plus room for the fields) for a body without one (chunked)."""
+    limit = max_upload + FIELD_BYTES
+    length = request.headers.get("content-length", "")
+    return min(int(length), limit) if length.isdigit() else limit
+
+
 async def read_form(
     request: Request, form: type[F], max_upload: int, body_seconds: float | None = None
 ) -> tuple[F, Upload | None]:

@@ -23,6 +23,7 @@ from .forms import (
     F,
     SweepForm,
     Upload,
+    body_size,
     read_form,
     request_body,
 )
@@ -107,6 +108,7 @@ def limits(request: Request) -> dict[str, Any]:
     config = _server(request).config
     return {
         "max_upload_bytes": config.max_upload_bytes,
+        "max_pending_bytes": config.max_pending_bytes,
         "max_pixels": config.max_pixels,
         "workers": config.workers,
         "cache_size": config.cache_size,
@@ -158,11 +160,12 @@ async def _answer(
     """Read a work route's form (and upload), then run `work` on the server's model workers."""
     server = _server(request)
     config = server.config
-    form, upload = await read_form(
-        request, form_type, config.max_upload_bytes, config.body_timeout_s
-    )
-    check_count("top_k", getattr(form, "top_k", 0), server.config.limits)
-    return await server.run_stoppable(request.is_disconnected, work, server, form, upload)
+    async with server.holding_body(body_size(request, config.max_upload_bytes)):
+        form, upload = await read_form(
+            request, form_type, config.max_upload_bytes, config.body_timeout_s
+        )
+        check_count("top_k", getattr(form, "top_k", 0), server.config.limits)
+        return await server.run_stoppable(request.is_disconnected, work, server, form, upload)
 
 
 @router.post(

@@ -62,6 +62,9 @@ class SamplesOut(BaseModel):
 
 class LimitsOut(BaseModel):
     max_upload_bytes: int = Field(description="larger request bodies get 413")
+    max_pending_bytes: int = Field(
+        description="request bodies held in memory at once (read or waiting); past it, 503"
+    )
     max_pixels: int = Field(description="images with more pixels get 422 (before decoding)")
     workers: int = Field(description="requests doing model work at once; the others wait")
     cache_size: int = Field(description="models kept loaded")

@@ -8,7 +8,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -24,6 +24,17 @@ T = TypeVar("T")
 POLL_SECONDS = 0.2  # how often a waiting request checks its client and its time limit
 
 
+class ServerBusy(Exception):
+    """Too many request bodies are held in memory already (answered with 503, Retry-After)."""
+
+    def __init__(self, pending: int, limit: int) -> None:
+        super().__init__(
+            f"the server is busy: {pending / MB:.0f} MB of requests are being read or waiting "
+            f"for a worker (limit {limit / MB:g} MB); try again in a moment (or start the "
+            "server with a larger --max-pending-mb)"
+        )
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """How a server is set up; see `create_app` for the meaning of each field."""
@@ -33,6 +44,7 @@ class ServerConfig:
     device: str | None = None
     output: str | None = None
     max_upload_bytes: int = 20 * MB
+    max_pending_bytes: int = 100 * MB  # request bodies held at once, reading or queued (503)
     max_pixels: int = 50_000_000
     cache_size: int = 2
     max_results: int = 16
@@ -54,6 +66,7 @@ class Server:
         self.models = ModelCache(self._load, config.cache_size, pinned)
         self.results = ResultStore(config.max_results)
         self._executor: ThreadPoolExecutor | None = None
+        self._pending_bytes = 0  # bodies being read or waiting for a worker (event loop only)
 
     @property
     def served(self) -> str:
@@ -86,6 +99,20 @@ class Server:
     def model(self, name: str | None) -> LoadedModel:
         """A requested model (the served one if `name` is empty), loaded or from the cache."""
         return self.models.get(*self.model_key(name))
+
+    @contextlib.asynccontextmanager
+    async def holding_body(self, size: int) -> AsyncIterator[None]:
+        """Count a request's body (`size` bytes at most) as held in memory inside the block,
+        from its first byte read until its work is done; refuse it (`ServerBusy`) when that
+        would pass `max_pending_bytes`, so queued uploads cannot fill the memory."""
+        limit = self.config.max_pending_bytes
+        if self._pending_bytes and self._pending_bytes + size > limit:
+            raise ServerBusy(self._pending_bytes, limit)
+        self._pending_bytes += size
+        try:
+            yield
+        finally:
+            self._pending_bytes -= size
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """Run model work on the worker threads; requests beyond `workers` wait their turn."""
