@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-quick clean venv browser docs-figures
+.PHONY: demo test lint format bench bench-quick clean venv browser docs-figures docs docs-serve
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ browser:
 demo: $(STAMP)
 	$(BIN)/cnnvis explain sample:cat --out cnnvis-out
 
-test: $(STAMP) browser
+test: $(STAMP) browser docs
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
@@ -46,6 +46,16 @@ format: $(STAMP)
 docs-figures: $(STAMP)
 	$(BIN)/python docs/gen_methods_table.py --write
 	$(BIN)/python docs/gen_architecture.py
+
+# the documentation site (MkDocs, offline): reference pages generated from the code, the
+# tutorial executed, then built with --strict (a broken link or reference fails) into build/site
+docs: $(STAMP)
+	$(BIN)/python docs/gen_site.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q
+
+docs-serve: docs
+	@echo "serving build/site at http://127.0.0.1:8000/ (Ctrl-C to stop)"
+	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory build/site
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
