@@ -136,8 +136,10 @@ def _is_kind(module: torch.nn.Module, kind: LayerKind) -> bool:
     """Whether one module is a layer of `kind`."""
     if kind == "batchnorm":
         return isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
-    conv = isinstance(module, torch.nn.Conv2d)
-    return conv and module.groups > 1 and module.groups == module.in_channels
+    if not isinstance(module, torch.nn.Conv2d):
+        return False
+    groups, inputs = int(module.groups), int(module.in_channels)
+    return groups > 1 and groups == inputs
 
 
 @dataclass(frozen=True)
