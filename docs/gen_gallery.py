@@ -33,22 +33,27 @@ log = logging.getLogger("gallery")
 
 
 def compute(model: str, photo: str, methods: list[str], cache: Path, reuse: bool) -> list:
-    """Every method's explanation of one photo (from the cache with `reuse`)."""
+    """Every method's explanation of one photo, in the registry's order. With `reuse`, the
+    many-pass methods' maps come from the cache of an earlier run; the others are recomputed
+    (a second or two), so their notes follow the current code."""
+    cached: dict[str, Explanation] = {}
     if reuse and cache.is_file():
-        cached: list[Explanation] = torch.load(cache, weights_only=False)
-        if {e.method for e in cached} >= set(methods):
-            return [e for e in cached if e.method in methods]
+        cached = {e.method: e for e in torch.load(cache, weights_only=False)}
+    slow = {m for m in methods if cnnvis.get_method(m).many_passes}
+    todo = [m for m in methods if m not in cached or m not in slow]
     lm = cnnvis.load_model(model)
     failures: dict = {}
     start = time.perf_counter()
-    results = cnnvis.explain_many(lm, f"sample:{photo}", methods, failures=failures)
+    results = cnnvis.explain_many(lm, f"sample:{photo}", todo, failures=failures)
     log.info("%s x %s: %d maps in %.0f s", model, photo, len(results), time.perf_counter() - start)
     for name, error in failures.items():
         log.warning("%s on %s: %s", name, photo, error)
-    explanations = list(results.values())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(explanations, cache)
-    return explanations
+    fresh = {e.method: e for e in results.values()}
+    if todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(list({**cached, **fresh}.values()), cache)
+    found = {**cached, **fresh}
+    return [found[m] for m in methods if m in found]
 
 
 def random_weights_figure(photo: str, folder: Path) -> str:

@@ -137,7 +137,7 @@ def test_rise_is_shown_relative_to_its_expected_score():
     assert 0.01 < red.mean() < 0.5 and blue.mean() > 0.3
     fig = explanation_figure([e])
     assert any("rise (map − mean)" in ax.get_title() for ax in fig.axes)
-    neg = panel(fig, "rise (neg)")  # below the mean, not blank
+    neg = panel(fig, "rise (below mean)")  # not blank
     assert (neg.max(axis=2) > 0.05).mean() > 0.3
 
 

@@ -120,9 +120,10 @@ def main_mode(explanation: Explanation) -> str:
 
 
 def mode_label(explanation: Explanation, mode: str) -> str:
-    """The words a panel's title gives its display mode: "|map|", "signed", "map − mean"."""
-    if mode == "gray":
-        return "|map|"
-    if mode == "signed":
-        return "map − mean" if method_sign(explanation) == "mean-relative" else "signed"
-    return mode
+    """The words a panel's title gives its display mode: "|map|", "signed"; for a mean-relative
+    map (RISE) "map − mean", "above mean", "below mean"."""
+    relative = method_sign(explanation) == "mean-relative"
+    words = {"gray": "|map|", "signed": "map − mean" if relative else "signed"}
+    if relative:
+        words |= {"pos": "above mean", "neg": "below mean"}
+    return words.get(mode, mode)
