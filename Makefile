@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-quick clean venv browser docs-figures
+.PHONY: demo test lint format bench bench-quick clean venv browser docs-figures gallery
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ format: $(STAMP)
 docs-figures: $(STAMP)
 	$(BIN)/python docs/gen_methods_table.py --write
 	$(BIN)/python docs/gen_architecture.py
+
+# every method x the offline model x three photos, drawn, in test-artifacts/gallery/index.html
+# (git-ignored; about 10 minutes on 2 cores, then `--reuse` redraws in about a minute)
+gallery: $(STAMP)
+	$(BIN)/python docs/gen_gallery.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
