@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-quick clean venv browser docs-figures docs docs-serve
+.PHONY: demo test lint format bench bench-quick clean venv browser docs-figures docs docs-serve gallery
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ docs: $(STAMP)
 docs-serve: docs
 	@echo "serving build/site at http://127.0.0.1:8000/ (Ctrl-C to stop)"
 	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory build/site
+
+# every method x the offline model x three photos, drawn, in test-artifacts/gallery/index.html
+# (git-ignored; about 10 minutes on 2 cores, then `--reuse` redraws in about a minute)
+gallery: $(STAMP)
+	$(BIN)/python docs/gen_gallery.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -237,6 +237,7 @@ def explain_many(
         "model": lm.name,
         "predictions": predictions,
         "notes": notes,
+        "random_weights": lm.random_weights,
     }
     if rec.unit is not None:  # a unit inside the network: no class, no probability
         n = len(targets)
@@ -244,10 +245,11 @@ def explain_many(
         common["probabilities"] = [float("nan")] * n
     results: dict[tuple[str, str | None], Explanation] = {}
     for info in infos:
+        cautioned = {**common, "notes": [*notes, *info.caveat_notes(unwrap(lm.module))]}
         for layer in layer_names if info.needs_layer else [None]:
             try:
                 kwargs = dict((params or {}).get(info.name, {}))
-                results[(info.name, layer)] = _one(rec, info, layer, common, kwargs)
+                results[(info.name, layer)] = _one(rec, info, layer, cautioned, kwargs)
             except (MethodError, LayerError) as error:
                 if failures is None:
                     raise

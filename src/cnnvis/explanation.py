@@ -48,6 +48,7 @@ class Explanation:
     params: dict[str, Any] = field(default_factory=dict)
     predictions: list[list[Prediction]] | None = None  # top-k per image, same forward
     notes: list[str] = field(default_factory=list)  # e.g. "only the first frame is used"
+    random_weights: bool = False  # the model was random-init (figures' titles say so)
 
     @property
     def kind(self) -> str:
@@ -72,6 +73,7 @@ class Explanation:
             params=dict(self.params),
             predictions=None if self.predictions is None else self.predictions[sl],
             notes=list(self.notes),
+            random_weights=self.random_weights,
         )
 
     def title(self, i: int = 0) -> str:

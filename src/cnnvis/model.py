@@ -73,6 +73,7 @@ class LoadedModel:
     weights: str | None = None
     preprocess: Preprocess = field(default_factory=Preprocess)
     categories: list[str] | None = None
+    random_weights: bool = False  # random init (weights=None): figures say so in their titles
 
     def __call__(self, x: torch.Tensor) -> Any:
         """The module's output: logits, or whatever else the model returns (a tuple, a dict)."""

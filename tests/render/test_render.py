@@ -191,7 +191,7 @@ def test_explanation_figure_panels_titles_and_png(tmp_path: Path):
     fig = explanation_figure([pixel(), cam()], cmap="jet")
     names = titles(fig)
     assert names[:2] == ["input", "guided-backprop (all)"]
-    for expected in ("guided-backprop (pos)", "guided-backprop (neg)", "guided-backprop (gray)"):
+    for expected in ("guided-backprop (pos)", "guided-backprop (neg)", "guided-backprop (|map|)"):
         assert expected in names
     assert "grad-cam @ layer4" in names
     suptitle = fig.get_suptitle()
@@ -212,10 +212,10 @@ def test_explanation_figure_tutorial_layout():
         "guided-backprop (all)",
         "guided-backprop (pos)",
         "guided-backprop (neg)",
-        "guided-backprop (gray)",
+        "guided-backprop (|map|)",
         "grad-cam @ layer4",
     ]
-    assert "guided-grad-cam @ layer4 (gray)" in names
+    assert "guided-grad-cam @ layer4 (|map|)" in names
 
 
 def test_explanation_figure_with_cams_only_and_a_single_explanation():

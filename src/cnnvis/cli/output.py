@@ -93,39 +93,26 @@ def _write_map_pngs(
 ) -> dict[str, Any]:
     """Two PNGs per map at the input's resolution: its main display (a CAM over the image in
     `cmap`; a pixel map as the tutorial's grayscale) and the raw signed map in a diverging
-    colormap centred on zero (a pixel map's R, G, B combined by luma first)."""
-    from ..postprocess import grayscale
-
+    colormap centred on zero (a pixel map's R, G, B summed first, RISE's minus its mean)."""
     entry = manifest.map_facts(e, index)
     stem = safe_name(key)
     if e.kind == "cam":
         png = render.save_map_png(e, index, inside(folder, folder / f"{stem}.png"), cmap, "overlay")
-        signed = e.map[index]
         entry["display"] = f"ReLU, over the image ({cmap})"
     else:
         png = render.save_map_png(e, index, inside(folder, folder / f"{stem}.png"), mode="gray")
-        signed = _clip_tails(grayscale(e.map[index : index + 1].float())[0])
         entry["display"] = "grayscale |R|+|G|+|B|, to the 99th percentile"
     entry["png"] = png.name
     signed_path = inside(folder, folder / f"{stem}.signed.png")
-    render.heatmap(signed, signed=True).save(signed_path)
+    render.save_map_png(e, index, signed_path, mode="signed")
     entry["signed_display"] = (
-        "raw map, diverging colormap centred on zero"
+        "raw map, diverging colormap centred on zero, clipped at the 99th percentile of |map|"
         if e.kind == "cam"
-        else "luma of R, G, B, diverging colormap centred on zero, clipped at the 99.5th "
-        "percentile of |map|"
+        else "sum of R, G, B (rise: minus its mean over the image), diverging colormap centred "
+        "on zero, clipped at the 99th percentile of |map|"
     )
     entry["signed_png"] = signed_path.name
     return entry
-
-
-def _clip_tails(signed: Any, percentile: float = 99.5) -> Any:
-    """A signed map clipped to +-(the percentile of |map|), so that a few extreme pixels do not
-    wash the rest of a gradient out to the colormap's centre; zero stays at zero."""
-    import torch
-
-    bound = torch.quantile(signed.abs().flatten().float(), percentile / 100.0)
-    return signed.clamp(-bound, bound) if bound > 0 else signed
 
 
 def write_explain_manifest(out: Path, entry: dict[str, Any], run: Mapping[str, Any]) -> None:

@@ -61,15 +61,34 @@ def _style(ev: Evaluation, name: str) -> dict[str, Any]:
     return {"color": color, "lw": 1.2, "ls": ls}
 
 
+def _legend_below(ax: Any, fontsize: float) -> None:
+    """The axes' legend under its x label, outside the plot, so it never covers a curve."""
+    entries = len(ax.get_legend_handles_labels()[1])
+    ax.legend(
+        fontsize=fontsize,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=2 if entries > 4 else 1,
+        frameon=False,
+    )
+
+
+def _legend_rows(entries: int) -> int:
+    """Rows a legend of `entries` takes under its axes (see `_legend_below`)."""
+    return -(-entries // 2) if entries > 4 else entries
+
+
 def curves_figure(ev: Evaluation, image: str) -> Figure:
-    """Deletion / insertion (and ROAD) curves of every map on one image, AUC in the legend."""
+    """Deletion / insertion (and ROAD) curves of every map on one image, AUC in the legend
+    (below each plot, off the curves)."""
     curves = [c for c in ev.curves if c.image == image]
     metrics = [
         m
         for m in ("deletion", "insertion", "road-morf", "road-lerf")
         if any(c.metric == m for c in curves)
     ]
-    fig = _figure(4.2 * max(1, len(metrics)), 3.8)
+    per_metric = max((sum(c.metric == m for c in curves) for m in metrics), default=1)
+    fig = _figure(4.2 * max(1, len(metrics)), 3.8 + 0.16 * _legend_rows(per_metric))
     target = ev.targets.get(image)
     title = f"{image}" + (
         f"  ·  class {target[0]} {target[1]} (p={target[2]:.2f})" if target else ""
@@ -88,7 +107,7 @@ def curves_figure(ev: Evaluation, image: str) -> Figure:
         ax.set_xlim(0, 1)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        _legend_below(ax, 7)
     fig.tight_layout()
     return fig
 
@@ -154,7 +173,7 @@ def randomization_curves_figure(ev: Evaluation, mode: str) -> Figure:
     steps = results[0].steps
     curves = _mean_curves(results)
     measures = list(next(iter(curves.values())))
-    fig = _figure(4.0 * len(measures), 4.2)
+    fig = _figure(4.0 * len(measures), 4.2 + 0.18 * _legend_rows(len(curves)))
     fig.suptitle(
         f"{mode} randomization: similarity to the trained model's map "
         f"(mean over {len(results)} image(s))",
@@ -177,7 +196,7 @@ def randomization_curves_figure(ev: Evaluation, mode: str) -> Figure:
         ax.set_ylim(-1.05 if "spearman" in measure else -0.1, 1.05)
         ax.grid(alpha=0.3)
         if k == 0:
-            ax.legend(fontsize=8)
+            _legend_below(ax, 8)
             ax.set_ylabel("similarity", fontsize=9)
     fig.tight_layout()
     return fig

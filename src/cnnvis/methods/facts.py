@@ -31,7 +31,19 @@ Per = Literal["step", "sample", "channel", "window", "mask"]
 SmoothGrad's noisy samples, Score-CAM's and Ablation-CAM's channels, occlusion's window
 positions, RISE's masks."""
 
+Sign = Literal["magnitude", "signed", "mean-relative"]
+"""How a pixel map's values read, which decides how it is drawn (CAMs are drawn ReLU'd, as
+their definition says):
+magnitude: the size is what counts; a gradient's sign says which way a pixel would move the
+score, not for or against the class (gradient, guided backprop, deconvnet, guided Grad-CAM):
+drawn as |map|, labelled so.
+signed: positive is evidence for the class, negative against, zero no effect (gradient x
+input, integrated gradients, gradient-SHAP, occlusion): a diverging colormap centred at zero.
+mean-relative: an expected score whose meaning is its difference from the mean over the image
+(RISE): drawn as map − mean on the diverging colormap."""
+
 KINDS: tuple[Kind, ...] = get_args(Kind)
+SIGNS: tuple[Sign, ...] = get_args(Sign)
 PERS: tuple[Per, ...] = get_args(Per)
 
 
@@ -92,6 +104,44 @@ class Needs:
         return iter(self.words())
 
 
+LayerKind = Literal["batchnorm", "depthwise"]
+"""Kinds of layer a caveat can name: BatchNorm (any `_BatchNorm`), depthwise convolution (a
+`Conv2d` with groups == in_channels > 1)."""
+
+
+CAVEAT_WORDS: dict[LayerKind, str] = {
+    "batchnorm": "BatchNorm",
+    "depthwise": "depthwise convolutions",
+}
+
+
+@dataclass(frozen=True)
+class Caveat:
+    """A known way a method's map misleads on some architectures: on a model with any of the
+    `layers` kinds, figures of the method carry `note` (one line)."""
+
+    layers: tuple[LayerKind, ...]
+    note: str
+
+    def found_in(self, module: torch.nn.Module) -> list[LayerKind]:
+        """The kinds of `layers` that `module` has (empty: the caveat does not apply)."""
+        found: list[LayerKind] = []
+        for kind in self.layers:
+            if any(_is_kind(m, kind) for m in module.modules()):
+                found.append(kind)
+        return found
+
+
+def _is_kind(module: torch.nn.Module, kind: LayerKind) -> bool:
+    """Whether one module is a layer of `kind`."""
+    if kind == "batchnorm":
+        return isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+    if not isinstance(module, torch.nn.Conv2d):
+        return False
+    groups, inputs = int(module.groups), int(module.in_channels)
+    return groups > 1 and groups == inputs
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """What a method is, what it needs and what it costs.
@@ -99,6 +149,8 @@ class MethodInfo:
     `compute(recording, layer)` returns the raw signed map: (N, 3, H, W) for pixel methods,
     (N, h, w) at the layer's resolution for CAMs (the API upsamples those to the input), or
     (map, diagnostics) (see `RawMap`).
+    `sign` says how its values read, and so how it is drawn (see `Sign`); `caveats` where its
+    maps are known to mislead (see `caveat_notes`).
     `input_rules` are the backward rules it needs at the input ("plain", "guided",
     "deconvnet"); `layer_gradients` whether it reads the gradient at its layer; `order` its
     position in listings (10s gradient family, 20s CAMs, 30s perturbation CAMs, 40s
@@ -116,14 +168,33 @@ class MethodInfo:
     input_rules: tuple[str, ...] = ()
     layer_gradients: bool = False
     order: int = 100
+    sign: Sign = "magnitude"
+    caveats: tuple[Caveat, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise MethodError(f"{self.name}: kind must be one of {', '.join(KINDS)}")
+        if self.sign not in SIGNS:
+            raise MethodError(f"{self.name}: sign must be one of {', '.join(SIGNS)}")
         if self.kind == "cam" and not self.needs.layer:
             raise MethodError(f"{self.name}: a CAM method needs a layer (Needs(layer=True))")
         if self.layer_gradients and not (self.needs.layer and self.cost.backwards):
             raise MethodError(f"{self.name}: layer gradients need a layer and a backward pass")
+
+    @property
+    def signed(self) -> bool:
+        """Whether its map has a sign worth drawing (a diverging colormap centred at zero)."""
+        return self.sign != "magnitude"
+
+    def caveat_notes(self, module: torch.nn.Module) -> list[str]:
+        """The one-line notes of the caveats that apply to `module`, each naming what it has."""
+        notes = []
+        for caveat in self.caveats:
+            found = caveat.found_in(module)
+            if found:
+                has = " and ".join(CAVEAT_WORDS[kind] for kind in found)
+                notes.append(f"{self.name}: {caveat.note} (this model has {has})")
+        return notes
 
     @property
     def needs_layer(self) -> bool:

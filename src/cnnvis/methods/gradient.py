@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..capture import Recording
-from .facts import Cost, MethodInfo
+from .facts import Caveat, Cost, MethodInfo
 from .registry import register
 
 
@@ -65,5 +65,11 @@ register(
         cost=ONE_PASS,
         compute=deconvnet,
         input_rules=("deconvnet",),
+        caveats=(
+            Caveat(
+                ("batchnorm", "depthwise"),
+                "known to draw patterns unrelated to the class on such networks",
+            ),
+        ),
     )
 )

@@ -111,6 +111,7 @@ register(
         name="gradient-shap",
         order=16,
         kind="pixel",
+        sign="signed",
         summary="Integrated gradients with random path points from a distribution of baselines.",
         formula="E_{x′~B, α~U(0,1)}[(x−x′) ⊙ ∂y_c/∂x(x′+α(x−x′))]",
         paper="Lundberg & Lee 2017, arXiv:1705.07874; Erion et al. 2021, arXiv:1906.10670",

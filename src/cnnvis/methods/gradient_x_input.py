@@ -22,6 +22,7 @@ register(
         name="gradient-x-input",
         order=13,
         kind="pixel",
+        sign="signed",
         summary="The input times its gradient: each pixel's first-order contribution.",
         formula="x ⊙ ∂y_c/∂x",
         paper="Shrikumar et al. 2016, arXiv:1605.01713",

@@ -176,6 +176,7 @@ register(
         name="integrated-gradients",
         order=14,
         kind="pixel",
+        sign="signed",
         summary="Gradients averaged along the path from a baseline (a blurred copy) to the input.",
         formula="(x−x′) ⊙ ∫₀¹ ∂y_c/∂x(x′+α(x−x′)) dα",
         paper="Sundararajan, Taly & Yan 2017, arXiv:1703.01365",

@@ -104,6 +104,7 @@ register(
         name="occlusion",
         order=40,
         kind="pixel",
+        sign="signed",
         summary="Score drop when a sliding window of the image is greyed out (set to the mean).",
         formula="mean over windows W ∋ p of y(x) − y(x with W filled)",
         paper="Zeiler & Fergus 2014, arXiv:1311.2901",

@@ -92,6 +92,7 @@ register(
         name="rise",
         order=41,
         kind="pixel",
+        sign="mean-relative",
         summary="Scores of randomly masked copies of the image, averaged with the masks as weights.",
         formula="Σ_i y(x ⊙ M_i) M_i / (N·p)",
         paper="Petsiuk, Das & Saenko 2018, arXiv:1806.07421",

@@ -5,9 +5,11 @@ never pyplot, so drawing is headless, thread-safe and leaves no global state beh
 made displayable by `cnnvis.postprocess` (zero-safe: a blank map is drawn as the faded image
 with "blank map" in its title, never as NaN).
 
-Import what you draw from here. The rooms: `pictures` (colormaps, arrays, PIL images of one
-map), `panels` (the hand-placed grid of panels every figure is built on, and the drawing
-lock) and `figures` (the explanation figure, the comparison, the sweep grid, PNG files).
+Import what you draw from here. The rooms: `display` (the rule each method's map is drawn by:
+percentile clipping, signed maps centred at zero, RISE minus its mean), `pictures` (colormaps,
+arrays, PIL images of one map), `panels` (the hand-placed grid of panels every figure is built
+on, and the drawing lock) and `figures` (the explanation figure, the comparison, the sweep
+grid, PNG files).
 """
 
 from __future__ import annotations

@@ -13,11 +13,13 @@ from matplotlib.figure import Figure
 
 from cnnvis import errors
 from cnnvis.explanation import Explanation, Sweep
-from cnnvis.postprocess import DisplayError
+from cnnvis.postprocess import RESCALE_MODES, DisplayError
 
+from .display import main_mode, method_sign, mode_label
 from .panels import (
     DRAW_LOCK,
     TITLE_SIZE,
+    Panel,
     cam_panel,
     drawing,
     grid_figure,
@@ -77,10 +79,25 @@ def _target_label(explanation: Explanation, index: int) -> str:
 
 
 def _figure_title(first: Explanation, index: int, several_targets: bool = False) -> str:
-    """The suptitle: the explained class and its probability (and the model, if named)."""
+    """The suptitle: the explained class and its probability (and the model, if named, and
+    "random weights" when it was random-init)."""
     model = "" if first.model in ("", "custom") else f"  ·  {first.model}"
+    if first.random_weights:
+        model += "  ·  random weights"
     what = "several targets (see each panel)" if several_targets else _target_label(first, index)
     return f"explaining: {what}{model}"
+
+
+def _notes(items: Sequence[Explanation]) -> list[str]:
+    """The explanations' notes, each once, in order (a method's caveats, loading notes)."""
+    return list(dict.fromkeys(note for e in items for note in e.notes))
+
+
+def _pixel_panel(image: torch.Tensor, e: Explanation, index: int, mode: str, title: str) -> Panel:
+    """One display mode of image `index`'s pixel map, titled with the mode's words."""
+    return pixel_panel(
+        image, e.map[index], mode, f"{title} ({mode_label(e, mode)})", method_sign(e)
+    )
 
 
 @drawing
@@ -95,10 +112,12 @@ def explanation_figure(
 ) -> Figure:
     """The tutorial's panel for one image: the input, then every explanation of that image.
 
-    Pixel-space maps get a row each: colour all / pos / neg (`postprocess.rescale`) and the
-    tutorial's grayscale (`postprocess.abs_max_grayscale`, with a colorbar). The input and the
-    CAM-style maps over it (ReLU, min-max, `cmap`, with a colorbar) go down the left column,
-    or, without pixel-space maps, flow in rows of `ncols`.
+    Pixel-space maps get a row each: colour all / pos / neg (`pictures.pixel_display`: each
+    scaled by its own 99th percentile) and the map's main display with a colorbar: the
+    tutorial's grayscale labelled |map|, or, for a signed method, the signed map on a diverging
+    colormap centred at zero (RISE: minus its mean). The input and the CAM-style maps over it
+    (ReLU, min-max, `cmap`, with a colorbar) go down the left column, or, without pixel-space
+    maps, flow in rows of `ncols`. Notes (a method's known caveats on this model) go below.
     """
     items, image, several = _one_image(explanations, index, cmap)
 
@@ -110,12 +129,13 @@ def explanation_figure(
         cam_panel(image, e.map[index], title(e), cmap, alpha) for e in items if e.kind == "cam"
     ]
     pixel_rows = [
-        [pixel_panel(image, e.map[index], m, f"{title(e)} ({m})") for m in PIXEL_MODES]
+        [_pixel_panel(image, e, index, m, title(e)) for m in (*RESCALE_MODES, main_mode(e))]
         for e in items
         if e.kind == "pixel"
     ]
     grid = side_by_side(head, pixel_rows) if pixel_rows else wrap(head, ncols)
-    return grid_figure(grid, panel_size, TITLE_SIZE, _figure_title(items[0], index, several))
+    suptitle = _figure_title(items[0], index, several)
+    return grid_figure(grid, panel_size, TITLE_SIZE, suptitle, notes=_notes(items))
 
 
 @drawing
@@ -130,9 +150,10 @@ def comparison_figure(
 ) -> Figure:
     """Several methods side by side for one image: the input, then one panel per method.
 
-    Each method gets its main display: CAM-style maps over the image (ReLU, min-max, `cmap`),
-    pixel-space maps as the tutorial's grayscale (`postprocess.abs_max_grayscale`), each with
-    its colorbar. Up to five panels sit in one row; more flow into balanced rows.
+    Each method gets its main display (`display.main_mode`), with its colorbar: CAM-style maps
+    over the image (ReLU, min-max, `cmap`); signed pixel maps on a diverging colormap centred
+    at zero (RISE minus its mean); the others as the tutorial's grayscale, labelled |map|.
+    Up to five panels sit in one row; more flow into balanced rows; notes go below.
     """
     items, image, several = _one_image(explanations, index, cmap)
     panels = [image_panel(image, "input")]
@@ -141,11 +162,12 @@ def comparison_figure(
         if e.kind == "cam":
             panels.append(cam_panel(image, e.map[index], title, cmap, alpha))
         else:
-            panels.append(pixel_panel(image, e.map[index], "gray", f"{title} (gray)"))
+            panels.append(_pixel_panel(image, e, index, main_mode(e), title))
     n = len(panels)
     columns = ncols or (n if n <= 5 else math.ceil(n / math.ceil(n / 5)))
     suptitle = f"methods compared  ·  {_figure_title(items[0], index, several)}"
-    return grid_figure(wrap(panels, columns), panel_size, TITLE_SIZE, suptitle)
+    grid = wrap(panels, columns)
+    return grid_figure(grid, panel_size, TITLE_SIZE, suptitle, notes=_notes(items))
 
 
 def _shape_label(shape: Sequence[int]) -> str:
@@ -185,12 +207,12 @@ def sweep_figure(
         if e.kind == "cam":
             panels.append(cam_panel(image, e.map[index], title, cmap, alpha))
         else:
-            panels.append(pixel_panel(image, e.map[index], pixel_mode, title))
+            panels.append(pixel_panel(image, e.map[index], pixel_mode, title, method_sign(e)))
     grid = wrap(panels, ncols or _sweep_columns(len(panels)))
     bar = cmap if first.kind == "cam" else ("gray" if pixel_mode == "gray" else None)
     suptitle = f"{sweep.method} per layer  ·  {_figure_title(first, index)}"
-    fig = grid_figure(grid, panel_size, TITLE_SIZE - 1, suptitle, shared_bar=bar)
-    return fig
+    notes = _notes(list(sweep.explanations.values()))
+    return grid_figure(grid, panel_size, TITLE_SIZE - 1, suptitle, shared_bar=bar, notes=notes)
 
 
 def _sweep_columns(n: int) -> int:

@@ -17,8 +17,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from cnnvis.methods.facts import Sign
 from cnnvis.postprocess import is_blank, relu
 
+from .display import DIVERGING
 from .pictures import colormap, cpu_copy, image_array, overlay, pixel_display, pixel_map_batch
 
 # matplotlib's text layout and font objects are shared by every figure of a process and are not
@@ -42,15 +44,18 @@ def drawing(function: Callable[P, R]) -> Callable[P, R]:
 
 TITLE_SIZE = 9
 SUPTITLE_SIZE = 12
+NOTE_SIZE = 8
 
 
 @dataclass
 class Panel:
-    """One cell of a figure: an RGB picture, a title, and an optional [0, 1] colorbar."""
+    """One cell of a figure: an RGB picture, a title, and an optional colorbar: [0, 1], or
+    signed (−, 0, + with zero at the colormap's centre)."""
 
     title: str
     rgb: np.ndarray
     colorbar: str | None = None
+    signed_bar: bool = False
 
 
 Grid = list[list[Panel | None]]  # None: an empty cell
@@ -84,12 +89,22 @@ def cam_panel(image: torch.Tensor, cam: torch.Tensor, title: str, cmap: str, alp
     return Panel(title, np.asarray(overlay(image, shown[0], alpha, cmap)) / 255.0, cmap)
 
 
-def pixel_panel(image: torch.Tensor, pixel_map: torch.Tensor, mode: str, title: str) -> Panel:
-    """One display mode of a pixel map; gray gets a colorbar."""
-    shown = pixel_display(pixel_map_batch(pixel_map), mode)
+def pixel_panel(
+    image: torch.Tensor,
+    pixel_map: torch.Tensor,
+    mode: str,
+    title: str,
+    sign: Sign = "magnitude",
+) -> Panel:
+    """One display mode of a pixel map (see `pictures.pixel_display`); gray and signed get a
+    colorbar."""
+    shown = pixel_display(pixel_map_batch(pixel_map), mode, sign)
     if bool(is_blank(shown)[0]):
         return _blank_panel(image, title)
-    return Panel(title, shown[0].permute(1, 2, 0).numpy(), "gray" if mode == "gray" else None)
+    rgb = shown[0].permute(1, 2, 0).numpy()
+    if mode == "signed":
+        return Panel(title, rgb, DIVERGING, signed_bar=True)
+    return Panel(title, rgb, "gray" if mode == "gray" else None)
 
 
 def _fit_title(title: str, width: float, fontsize: float) -> str:
@@ -118,10 +133,13 @@ def _inches(fig: Figure, x: float, y: float, w: float, h: float) -> Rect:
     return (x / width, y / height, w / width, h / height)
 
 
-def _colorbar(fig: Figure, rect: Rect, cmap: str, fontsize: float) -> None:
-    """A [0, 1] colorbar in `rect` (figure fractions)."""
-    mappable = ScalarMappable(Normalize(0.0, 1.0), colormap(cmap))
-    bar = fig.colorbar(mappable, cax=fig.add_axes(rect), ticks=[0, 0.5, 1])
+def _colorbar(fig: Figure, rect: Rect, cmap: str, fontsize: float, signed: bool = False) -> None:
+    """A colorbar in `rect` (figure fractions): [0, 1], or signed (−, 0, +)."""
+    low = -1.0 if signed else 0.0
+    mappable = ScalarMappable(Normalize(low, 1.0), colormap(cmap))
+    bar = fig.colorbar(mappable, cax=fig.add_axes(rect), ticks=[low, (low + 1) / 2, 1])
+    if signed:
+        bar.ax.set_yticklabels(["−", "0", "+"])
     bar.ax.tick_params(labelsize=fontsize)
 
 
@@ -132,11 +150,13 @@ def grid_figure(
     fontsize: float,
     suptitle: str,
     shared_bar: str | None = None,
+    notes: Sequence[str] = (),
 ) -> Figure:
     """A figure of square panels, `side` inches each, drawn row by row.
 
     A panel with a colorbar gets it at its right, in a strip every column reserves; with
-    `shared_bar`, one colorbar for all panels sits at the far right instead.
+    `shared_bar`, one colorbar for all panels sits at the far right instead. `notes` are
+    lines under the panels (what the user should know about the maps).
     """
     panels = [p for row in grid for p in row if p is not None]
     for p in panels:
@@ -147,9 +167,14 @@ def grid_figure(
     suptitle = _fit_title(suptitle, width - 2 * MARGIN, SUPTITLE_SIZE)
     head = SUPTITLE_ROOM + suptitle.count("\n") * 1.25 * SUPTITLE_SIZE / 72
     heights = [side + _title_room(row, fontsize) + ROW_GAP for row in grid]
-    height = head + sum(heights) + MARGIN
+    footer = "\n".join(_fit_title(f"note: {n}", width - 2 * MARGIN, NOTE_SIZE) for n in notes)
+    foot = (footer.count("\n") + 1) * 1.25 * NOTE_SIZE / 72 + 0.05 if notes else 0.0
+    height = head + sum(heights) + MARGIN + foot
     fig = Figure(figsize=(width, height), facecolor="white")
     FigureCanvasAgg(fig)
+    if notes:
+        x, y = MARGIN / width, (MARGIN / 2) / height
+        fig.text(x, y, footer, fontsize=NOTE_SIZE, ha="left", va="bottom", color="#444444")
     top = height - head
     for row, row_height in zip(grid, heights, strict=True):
         top -= row_height
@@ -157,9 +182,9 @@ def grid_figure(
             if panel is not None:
                 _draw_panel(fig, panel, MARGIN + c * cell, top, side, fontsize, per_panel)
     if shared_bar:
-        grid_height = height - head - MARGIN
+        grid_height = height - head - MARGIN - foot
         bar_height = min(grid_height, max(side, 0.5 * grid_height))
-        bottom = MARGIN + (grid_height - bar_height) / 2
+        bottom = MARGIN + foot + (grid_height - bar_height) / 2
         rect = _inches(fig, width - SHARED_BAR_ROOM + 0.1, bottom, BAR_WIDTH + 0.05, bar_height)
         _colorbar(fig, rect, shared_bar, fontsize - 1)
     fig.suptitle(suptitle, y=1 - 0.15 / height, va="top", fontsize=SUPTITLE_SIZE)
@@ -176,7 +201,7 @@ def _draw_panel(
     ax.set_axis_off()
     if bar and panel.colorbar:
         rect = _inches(fig, x + side + BAR_GAP, y, BAR_WIDTH, side)
-        _colorbar(fig, rect, panel.colorbar, fontsize - 2)
+        _colorbar(fig, rect, panel.colorbar, fontsize - 2, panel.signed_bar)
 
 
 def wrap(panels: list[Panel], ncols: int) -> Grid:

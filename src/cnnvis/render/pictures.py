@@ -13,23 +13,24 @@ from matplotlib.colors import Colormap
 from PIL import Image
 
 from cnnvis import errors
+from cnnvis.methods.facts import Sign
 from cnnvis.postprocess import (
     RESCALE_MODES,
     DisplayError,
     abs_max_grayscale,
     normalize,
     relu,
-    rescale,
-    symmetric,
     upsample,
 )
+
+from .display import DIVERGING, centred, clip_range, method_sign, part, signed_2d, signed_values
 
 if TYPE_CHECKING:
     from cnnvis.explanation import Explanation
 
-PIXEL_MODES: tuple[str, ...] = (*RESCALE_MODES, "gray")
+PIXEL_MODES: tuple[str, ...] = (*RESCALE_MODES, "gray", "signed")
 CAM_MODES: tuple[str, ...] = ("overlay", "heatmap", "signed")
-DIVERGING_CMAP = "RdBu_r"
+DIVERGING_CMAP = DIVERGING
 
 
 # colormaps and arrays
@@ -92,9 +93,10 @@ def _colorize(values: np.ndarray, cmap: str) -> np.ndarray:
 
 
 def _display_values(map2d: torch.Tensor, signed: bool) -> np.ndarray:
-    """Colormap inputs in [0, 1]: min-max if unsigned, 0.5 + map / (2 max|map|) if signed."""
+    """Colormap inputs in [0, 1]: min-max if unsigned; signed, 0.5 + map / (2 P99(|map|)),
+    clipped (zero at the centre; see `display.clip_percentile`)."""
     m = _map2d(map2d)[None]
-    values = 0.5 + 0.5 * symmetric(m) if signed else normalize(m)
+    values = signed_values(m) if signed else normalize(m)
     return values[0].numpy()
 
 
@@ -110,7 +112,8 @@ def heatmap(map2d: torch.Tensor, cmap: str | None = None, signed: bool = False) 
     """One map (H, W) through a colormap, as an RGB PIL image.
 
     unsigned: cmap((m - min) / (max - min)), default "jet"; signed: a diverging cmap centred on
-    zero, cmap(0.5 + m / (2 max|m|)), default "RdBu_r". A constant map is drawn as cmap(0)
+    zero, cmap(0.5 + m / (2 P99(|m|))) clipped to [0, 1], default "RdBu_r" (the maximum
+    replaces P99 for a map with under 1% non-zero pixels). A constant map is drawn as cmap(0)
     unsigned and as the centre colour cmap(0.5) signed.
     """
     name = cmap or (DIVERGING_CMAP if signed else "jet")
@@ -140,21 +143,34 @@ def overlay(
     return Image.fromarray(_to_uint8((1.0 - alpha) * picture + alpha * heat))
 
 
-def pixel_map_image(map3d: torch.Tensor, mode: str = "all") -> Image.Image:
-    """A pixel-space map (3, H, W) as the tutorial showed it, as an RGB PIL image.
+def pixel_map_image(
+    map3d: torch.Tensor, mode: str = "all", sign: Sign = "magnitude"
+) -> Image.Image:
+    """A pixel-space map (3, H, W) as an RGB PIL image, in one of the tutorial's modes or signed.
 
-    "all" / "pos" / "neg": `postprocess.rescale` in colour (channels as R, G, B);
-    "gray": `postprocess.abs_max_grayscale`, the tutorial's grayscale, in all three channels.
+    See `pixel_display`; `sign` is how the map reads (`MethodInfo.sign`).
     """
-    return to_pil(pixel_display(pixel_map_batch(map3d), mode)[0])
+    return to_pil(pixel_display(pixel_map_batch(map3d), mode, sign)[0])
 
 
-def pixel_display(batch: torch.Tensor, mode: str) -> torch.Tensor:
-    """Display version (N, 3, H, W) in [0, 1] of pixel maps (N, 3, H, W) for one mode."""
+def pixel_display(batch: torch.Tensor, mode: str, sign: Sign = "magnitude") -> torch.Tensor:
+    """Display version (N, 3, H, W) in [0, 1] of pixel maps (N, 3, H, W) for one mode.
+
+    "all": the tutorial's min-max in colour (channels as R, G, B), its ends at the 1st and 99th
+    percentiles; "pos" / "neg": the positive / negative part, each scaled by its own 99th
+    percentile; "gray": `postprocess.abs_max_grayscale`, the tutorial's |map| grayscale;
+    "signed": the sum over R, G, B on the diverging colormap, zero at its centre, clipped at
+    the 99th percentile of |map|. A "mean-relative" map (RISE) is taken minus its mean first.
+    """
     if mode == "gray":
         return abs_max_grayscale(batch)[:, None].expand(-1, 3, -1, -1)
+    if mode == "signed":
+        values = signed_values(signed_2d(batch, sign)).numpy()
+        rgb = _colorize(values, DIVERGING)
+        return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(0, 3, 1, 2)
     if mode in RESCALE_MODES:
-        return rescale(batch, mode)
+        base = centred(batch) if sign == "mean-relative" else batch
+        return clip_range(base) if mode == "all" else part(base, mode)
     raise DisplayError(errors.unknown("pixel display mode", str(mode), PIXEL_MODES))
 
 
@@ -177,13 +193,14 @@ def map_image(
 
     CAM-style maps: mode "overlay" (default; ReLU, then over the image) or "heatmap" (ReLU,
     min-max), both in `cmap` (default "jet"), or "signed" (the raw map in a diverging `cmap`
-    centred on zero, default "RdBu_r"). Pixel-space maps: "all" (default), "pos", "neg" or
-    "gray", as `pixel_map_image`.
+    centred on zero, default "RdBu_r"). Pixel-space maps: "all" (default), "pos", "neg", "gray"
+    (|map|) or "signed" (diverging, zero at the centre; RISE minus its mean), as
+    `pixel_map_image` with the method's `sign`.
     """
     check_index(explanation, index)
     m, image = explanation.map[index], explanation.images[index]
     if explanation.kind == "pixel":
-        return pixel_map_image(m, mode or "all")
+        return pixel_map_image(m, mode or "all", method_sign(explanation))
     mode = mode or "overlay"
     if mode == "overlay":
         return overlay(image, relu(cpu_copy(m)), cmap=cmap or "jet")

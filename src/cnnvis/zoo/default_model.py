@@ -40,6 +40,7 @@ def load_default(weights: str | os.PathLike[str] | None) -> LoadedModel:
         weights=tag,
         preprocess=DEFAULT_PREPROCESS,
         categories=imagenet_categories(),
+        random_weights=weights is None,
     )
 
 

@@ -42,6 +42,7 @@ def load_timm(arch: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
         weights=tag,
         preprocess=timm_preprocess(module),
         categories=imagenet_categories() if num_classes == 1000 else None,
+        random_weights=weights is None,
     )
 
 

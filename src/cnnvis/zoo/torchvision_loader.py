@@ -46,6 +46,7 @@ def load_torchvision(arch: str, weights: str | os.PathLike[str] | None) -> Loade
         weights=tag,
         preprocess=weights_preprocess(info),
         categories=categories,
+        random_weights=enum_member is None and path is None,
     )
 
 

@@ -1,0 +1,136 @@
+"""The gallery: every registered method x the offline model(s) x three sample photos, drawn as
+cnnvis draws them, with an index.html to look at them all (`make gallery`).
+
+python docs/gen_gallery.py                       # test-artifacts/gallery/index.html
+python docs/gen_gallery.py --reuse               # redraw from the maps computed last time
+python docs/gen_gallery.py --photos cat --methods grad-cam,rise
+
+The maps are computed once per model and photo and kept in `maps/` (a cache of this script's
+own results, read back with `torch.load(weights_only=False)`), so a change to the display is
+redrawn in seconds with --reuse. The folder is git-ignored: it is for looking, not for shipping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+import cnnvis
+from cnnvis import render
+from cnnvis.explanation import Explanation
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "test-artifacts" / "gallery"
+PHOTOS = ("cat", "coffee", "rocket")
+MODELS = ("default",)
+TUTORIAL = ("gradient", "guided-backprop", "grad-cam", "guided-grad-cam")
+log = logging.getLogger("gallery")
+
+
+def compute(model: str, photo: str, methods: list[str], cache: Path, reuse: bool) -> list:
+    """Every method's explanation of one photo, in the registry's order. With `reuse`, the
+    many-pass methods' maps come from the cache of an earlier run; the others are recomputed
+    (a second or two), so their notes follow the current code."""
+    cached: dict[str, Explanation] = {}
+    if reuse and cache.is_file():
+        cached = {e.method: e for e in torch.load(cache, weights_only=False)}
+    slow = {m for m in methods if cnnvis.get_method(m).many_passes}
+    todo = [m for m in methods if m not in cached or m not in slow]
+    lm = cnnvis.load_model(model)
+    failures: dict = {}
+    start = time.perf_counter()
+    results = cnnvis.explain_many(lm, f"sample:{photo}", todo, failures=failures)
+    log.info("%s x %s: %d maps in %.0f s", model, photo, len(results), time.perf_counter() - start)
+    for name, error in failures.items():
+        log.warning("%s on %s: %s", name, photo, error)
+    fresh = {e.method: e for e in results.values()}
+    if todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(list({**cached, **fresh}.values()), cache)
+    found = {**cached, **fresh}
+    return [found[m] for m in methods if m in found]
+
+
+def random_weights_figure(photo: str, folder: Path) -> str:
+    """The tutorial's figure of the default architecture with random weights (its title says so)."""
+    lm = cnnvis.load_model("default", weights=None)
+    results = cnnvis.explain_many(lm, f"sample:{photo}", ["gradient", "grad-cam"])
+    fig = render.explanation_figure(list(results.values()))
+    return render.save_figure(fig, folder / "random-weights.png").name
+
+
+def draw(explanations: list[Explanation], folder: Path) -> dict[str, str]:
+    """The tutorial figure, the comparison and one figure per method; {label: file name}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    tutorial = [e for e in explanations if e.method in TUTORIAL]
+    if tutorial:
+        files["tutorial"] = render.save_figure(
+            render.explanation_figure(tutorial), folder / "tutorial.png"
+        ).name
+    files["comparison"] = render.save_figure(
+        render.comparison_figure(explanations), folder / "comparison.png"
+    ).name
+    for e in explanations:
+        path = folder / f"{e.method}.png"
+        files[e.method] = render.save_figure(render.explanation_figure([e]), path).name
+    return files
+
+
+def index_html(sections: list[tuple[str, dict[str, str]]], out: Path) -> Path:
+    """index.html: one section per model x photo, its figures in order."""
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>cnnvis gallery</title>",
+        "<style>body{font-family:sans-serif;margin:1em}figure{display:inline-block;"
+        "vertical-align:top;margin:.4em}img{max-width:100%}figcaption{font-size:small}</style>",
+        "<h1>cnnvis gallery</h1><p>Every registered method on the offline model(s) and three "
+        "sample photos, drawn by <code>cnnvis.render</code>. Regenerate: <code>make gallery"
+        "</code>.</p>",
+    ]
+    for title, files in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        for label, name in files.items():
+            src = html.escape(f"{title.replace(' x ', '/')}/{name}")
+            parts.append(
+                f"<figure><a href='{src}'><img src='{src}' loading='lazy'></a>"
+                f"<figcaption>{html.escape(label)}</figcaption></figure>"
+            )
+    path = out / "index.html"
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--photos", default=",".join(PHOTOS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--methods", default="all", help="comma-separated, or all")
+    parser.add_argument("--reuse", action="store_true", help="redraw from the cached maps")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    methods = (
+        [m.name for m in cnnvis.list_methods()]
+        if args.methods == "all"
+        else args.methods.split(",")
+    )
+    sections = []
+    for model in args.models.split(","):
+        for photo in args.photos.split(","):
+            cache = args.out / "maps" / f"{model}-{photo}.pt"
+            explanations = compute(model, photo, methods, cache, args.reuse)
+            folder = args.out / model / photo
+            files = draw(explanations, folder)
+            if photo == args.photos.split(",")[0]:
+                files["random weights"] = random_weights_figure(photo, folder)
+            sections.append((f"{model} x {photo}", files))
+    print(index_html(sections, args.out))
+
+
+if __name__ == "__main__":
+    main()
