@@ -172,6 +172,49 @@ def test_sweep_layer_names_with_slashes_stay_inside_out(photo, tmp_path, capsys)
     assert outside == []
 
 
+class ClashNet(nn.Module):
+    """Layers whose names clean to one file name (`a/b`, `a_b`), and one named `file` (a
+    keyword of `np.savez_compressed`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleDict(
+            {"a/b": nn.Conv2d(3, 4, 3, padding=1), "a_b": nn.Conv2d(4, 4, 3, padding=1)}
+        )
+        self.file = nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks.values():
+            x = torch.relu(block(x))
+        return self.head(self.file(x).mean(dim=(2, 3)))
+
+
+def test_layers_whose_names_clean_alike_get_their_own_files(photo, tmp_path, capsys):
+    model = tmp_path / "clash.pt"
+    torch.save(ClashNet().eval(), model)
+    out = tmp_path / "out"
+    argv = ["sweep", str(photo), "--model", str(model), "--trust-model-file"]
+    argv += ["--method", "grad-cam", "--layers", "*", "--out", str(out), "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    pngs = sorted(p.name for p in (out / "photo" / "sweep-grad-cam").glob("*.png"))
+    assert {"blocks.a_b.png", "blocks.a_b-2.png", "file.png"} <= set(pngs), pngs
+    arrays = np.load(out / "photo" / "sweep-grad-cam.npz")
+    assert {"blocks.a/b", "blocks.a_b", "file"} <= set(arrays.files)
+    assert not np.array_equal(arrays["blocks.a/b"], arrays["blocks.a_b"])
+
+
+def test_unique_stems():
+    from cnnvis.file_names import unique_stems
+
+    assert unique_stems(["a/b", "a_b", "A_B", "c"]) == {
+        "a/b": "a_b",
+        "a_b": "a_b-2",
+        "A_B": "A_B-3",
+        "c": "c",
+    }
+
+
 def test_batch_map_names_are_cleaned():
     from cnnvis.batch.job import MapKey
     from cnnvis.batch.writer import map_path

@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import manifest, render
 from ..explanation import Explanation, Prediction, Sweep
-from ..file_names import inside, safe_name
+from ..file_names import inside, safe_name, unique_stems
+from ..files import write_npz
 from .common import Progress, dump_json, print_predictions, relative
 
 
@@ -74,28 +75,27 @@ def write_image_outputs(
     if len(explanations) > 1:
         fig = render.comparison_figure(explanations, index, cmap)
         files["comparison"] = render.save_figure(fig, folder / "comparison.png").name
-    # Any: mypy checks **arrays against savez_compressed's allow_pickle: bool too
     arrays: dict[str, Any] = {}
     maps = []
-    for e in explanations:
-        key = manifest.map_key(e)
+    keys = [manifest.map_key(e) for e in explanations]
+    stems = unique_stems(keys)  # two keys that clean to one file name get two files
+    for key, e in zip(keys, explanations, strict=True):
         arrays[key] = e.map[index].detach().cpu().numpy()
-        maps.append(_write_map_pngs(folder, key, e, index, cmap))
+        maps.append(_write_map_pngs(folder, stems[key], e, index, cmap))
     arrays["image"] = first.images[index].detach().cpu().numpy()
-    np.savez_compressed(folder / "maps.npz", **arrays)
+    write_npz(folder / "maps.npz", arrays)
     files["maps"] = "maps.npz"
     files["manifest"] = "manifest.json"
     return image_entry(source, folder, image, first, index) | {"maps": maps, "files": files}
 
 
 def _write_map_pngs(
-    folder: Path, key: str, e: Explanation, index: int, cmap: str
+    folder: Path, stem: str, e: Explanation, index: int, cmap: str
 ) -> dict[str, Any]:
     """Two PNGs per map at the input's resolution: its main display (a CAM over the image in
     `cmap`; a pixel map as the tutorial's grayscale) and the raw signed map in a diverging
     colormap centred on zero (a pixel map's R, G, B summed first, RISE's minus its mean)."""
     entry = manifest.map_facts(e, index)
-    stem = safe_name(key)
     if e.kind == "cam":
         png = render.save_map_png(e, index, inside(folder, folder / f"{stem}.png"), cmap, "overlay")
         entry["display"] = f"ReLU, over the image ({cmap})"
@@ -134,9 +134,10 @@ def write_sweep_outputs(
     first = next(iter(result.explanations.values()))
     render.to_pil(first.images[0]).save(folder / "input.png")
     maps: list[dict[str, Any]] = []
+    stems = unique_stems(result.explanations)  # two layers never share one PNG
     for layer, e in result.explanations.items():
         mode = "overlay" if e.kind == "cam" else "gray"
-        path = inside(folder, folder / name / f"{safe_name(layer)}.png")
+        path = inside(folder, folder / name / f"{stems[layer]}.png")
         png = render.save_map_png(e, 0, path, cmap, mode)
         maps.append(
             {
@@ -154,13 +155,12 @@ def write_sweep_outputs(
         progress.step(note=layer)
     figure = render.save_figure(render.sweep_figure(result, 0, cmap), folder / f"{name}.png")
     progress.step()
-    # Any: mypy checks **arrays against savez_compressed's allow_pickle: bool too
     arrays: dict[str, Any] = {
         layer: e.map[0].detach().cpu().numpy() for layer, e in result.explanations.items()
     }
     if fuse:
         maps.append(_fused_sweep_map(result, fuse, folder, name, cmap, arrays))
-    np.savez_compressed(folder / f"{name}.npz", **arrays)
+    write_npz(folder / f"{name}.npz", arrays)
     return maps, figure
 
 

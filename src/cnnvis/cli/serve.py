@@ -135,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
         ) from error
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port must be 0-65535, got {args.port}")
-    if args.max_upload_mb <= 0 or args.max_pending_mb <= 0:
-        raise CommandError("--max-upload-mb and --max-pending-mb must be more than 0")
+    for flag in ("max_upload_mb", "max_pending_mb"):
+        if getattr(args, flag) <= 0:
+            raise CommandError(f"--{flag.replace('_', '-')} must be more than 0")
     if min(args.body_timeout, args.header_timeout, args.work_timeout) <= 0:
         raise CommandError("--body-timeout, --header-timeout and --work-timeout must be over 0")
     check_model_name(args.model)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from .. import render
 from ..explanation import Explanation, Prediction
+from ..files import write_npz
 from ..manifest import dumps, map_key, served_manifest
 from ..postprocess import abs_max_grayscale, is_blank, relu
 from .state import Result
@@ -102,7 +103,6 @@ def figure_png(result: Result, cmap: str, alpha: float) -> bytes:
 
 def maps_npz(result: Result) -> bytes:
     """The raw, signed maps (float32) and the input picture, as a compressed NPZ."""
-    # Any: mypy checks **arrays against savez_compressed's allow_pickle: bool too
     arrays: dict[str, Any]
     if result.sweep is not None:
         arrays = {layer: _array(e.map[0]) for layer, e in result.sweep.explanations.items()}
@@ -110,7 +110,7 @@ def maps_npz(result: Result) -> bytes:
         arrays = {map_key(e): _array(e.map[0]) for e in result.explanations}
     arrays["image"] = _array(result.explanations[0].images[0])
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    write_npz(buffer, arrays)
     return buffer.getvalue()
 
 
