@@ -171,7 +171,8 @@ def test_explain_returns_what_the_library_computes(client, model):
     for shown in body["maps"]:
         e = cnnvis.explain(model, image, shown["method"], target=7)
         assert shown["layer"] == e.layer
-        values, blank = web_views.display_values(e.map[0], e.kind)
+        values, blank, signed = web_views.display_values(e)
+        assert shown["signed"] is signed is False
         assert not blank and not shown["blank"]
         assert np.array_equal(decode(shown["values"]), decode(values))
         assert decode(shown["values"]).shape == (160, 160)

@@ -120,7 +120,11 @@ def limits(request: Request) -> dict[str, Any]:
 
 @router.get("/colormaps", response_model=ColormapsOut, summary="Colormaps for the page")
 def colormaps() -> dict[str, Any]:
-    return {"default": views.DEFAULT_COLORMAP, "colormaps": views.colormap_tables()}
+    return {
+        "default": views.DEFAULT_COLORMAP,
+        "colormaps": views.colormap_tables(),
+        "signed": views.colormap_tables((views.SIGNED_COLORMAP,))[views.SIGNED_COLORMAP],
+    }
 
 
 @router.get("/layers", response_model=LayersOut, summary="A model's layers, the default marked")
@@ -243,7 +247,7 @@ def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[s
     result = server.results.add(Result("explain", explanations, facts))
     maps = []
     for e in explanations:
-        values, blank = views.display_values(e.map[0], e.kind)
+        values, blank, signed = views.display_values(e)
         maps.append(
             {
                 "method": e.method,
@@ -251,8 +255,9 @@ def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[s
                 "layer": e.layer,
                 "title": views.title(e),
                 "values": values,
-                "display": views.display_note(e.kind),
+                "display": views.display_note(e),
                 "blank": blank,
+                "signed": signed,
             }
         )
     return {
@@ -299,14 +304,13 @@ def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, 
     result = server.results.add(Result("sweep", explanations, facts, sweep=result_sweep))
     rows = []
     for name, e in result_sweep.explanations.items():
-        values, blank = views.display_values(e.map[0], e.kind)
+        values, blank, _ = views.display_values(e)
         shape = _shape(result_sweep.shapes.get(name)) or []
         rows.append({"name": name, "output_shape": shape, "values": values, "blank": blank})
-    kind = explanations[0].kind
     return {
         **_common(result, explanations[0], facts),
         "method": result_sweep.method,
-        "display": views.display_note(kind),
+        "display": views.display_note(explanations[0]),
         "layers": rows,
         "seconds": time.perf_counter() - start,
     }

@@ -80,6 +80,9 @@ class ColormapsOut(BaseModel):
     colormaps: dict[str, str] = Field(
         description="256 RGB colours per colormap, as one hex string (6 digits a colour)"
     )
+    signed: str = Field(
+        description="the diverging colormap of signed maps (zero at 128), as the others"
+    )
 
 
 class PredictionOut(BaseModel):
@@ -115,6 +118,11 @@ class MapOut(BaseModel):
     )
     display: str = Field(description="how the raw map became the display values")
     blank: bool = Field(description="the map is constant: nothing to show")
+    signed: bool = Field(
+        default=False,
+        description="the values are signed, zero at 128: colour them with the `signed` "
+        "colormap of /api/colormaps (red raised the score, blue lowered it)",
+    )
 
 
 class SkippedOut(BaseModel):

@@ -22,12 +22,22 @@ from ..explanation import Explanation, Prediction
 from ..files import write_npz
 from ..manifest import dumps, map_key, served_manifest
 from ..postprocess import abs_max_grayscale, is_blank, relu
+from ..render import display
 from .state import Result
 
 COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "hot", "gray")
 DEFAULT_COLORMAP = "jet"
+SIGNED_COLORMAP = "RdBu_r"  # signed maps: red raised the score, blue lowered it, white zero
 CAM_DISPLAY = "ReLU, then min-max to 0-255"
 PIXEL_DISPLAY = "|R|+|G|+|B|, scaled to its 99th percentile, to 0-255"
+SIGNED_DISPLAY = (
+    "R+G+B summed, scaled to its 99th percentile of |map|, to 0-255 with zero at 128 "
+    f"(drawn in {SIGNED_COLORMAP}: red raised the score, blue lowered it)"
+)
+RELATIVE_DISPLAY = (
+    "R+G+B summed minus its mean over the image (RISE's expected score), scaled to its 99th "
+    f"percentile of |map|, to 0-255 with the mean at 128 (drawn in {SIGNED_COLORMAP})"
+)
 
 _FIGURE_LOCK = threading.Lock()  # matplotlib is not thread-safe enough to draw in parallel
 
@@ -47,32 +57,46 @@ def picture(image: torch.Tensor) -> str:
     return data_url(png_bytes(render.to_pil(image)))
 
 
-def display_values(map_: torch.Tensor, kind: str) -> tuple[str, bool]:
-    """One raw map as (grayscale PNG data URL of its display values, blank?).
+def display_values(e: Explanation, index: int = 0) -> tuple[str, bool, bool]:
+    """One map as (grayscale PNG data URL of its display values, blank?, signed?), drawn by
+    the display rule of its method (`render.display`, as the CLI's figures):
 
-    CAMs: ReLU, then min-max (the tutorial's overlay); pixel maps: the tutorial's grayscale.
+    CAMs: ReLU, then min-max (the tutorial's overlay); a map whose sign means for / against
+    the class (occlusion, integrated gradients, ...; RISE relative to its mean): 0.5 + 0.5 x
+    the map clipped at its 99th percentile of |map|, zero at 128, for a diverging colormap;
+    the gradient family: the tutorial's grayscale |map|.
     """
-    m = map_.detach().float().cpu()
-    if kind == "cam":
+    m = e.map[index].detach().float().cpu()
+    if e.kind == "cam":
         shown = relu(m[None])
         blank = bool(is_blank(shown)[0])
         image = render.heatmap(shown[0], cmap="gray")
-    else:
-        blank = bool(is_blank(abs_max_grayscale(m[None]))[0])
-        image = render.pixel_map_image(m, "gray")
-    return data_url(png_bytes(image.convert("L"))), blank
+        return data_url(png_bytes(image.convert("L"))), blank, False
+    if display.main_mode(e) == "signed":
+        signed = display.signed_2d(m[None], display.method_sign(e))
+        blank = bool(is_blank(signed.abs())[0])
+        values = display.signed_values(signed)[0].nan_to_num(0.5)
+        gray = (values * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        return data_url(png_bytes(Image.fromarray(gray, "L"))), blank, True
+    blank = bool(is_blank(abs_max_grayscale(m[None]))[0])
+    image = render.pixel_map_image(m, "gray")
+    return data_url(png_bytes(image.convert("L"))), blank, False
 
 
-def display_note(kind: str) -> str:
-    """How the display values of a map of this kind were made, in words for the page."""
-    return CAM_DISPLAY if kind == "cam" else PIXEL_DISPLAY
+def display_note(e: Explanation) -> str:
+    """How the display values of a map were made, in words for the page."""
+    if e.kind == "cam":
+        return CAM_DISPLAY
+    if display.main_mode(e) != "signed":
+        return PIXEL_DISPLAY
+    return RELATIVE_DISPLAY if display.method_sign(e) == "mean-relative" else SIGNED_DISPLAY
 
 
-def colormap_tables() -> dict[str, str]:
+def colormap_tables(names: tuple[str, ...] = COLORMAPS) -> dict[str, str]:
     """Each offered colormap as 256 colours in one hex string (rrggbb...)."""
     ramp = np.linspace(0.0, 1.0, 256)
     tables = {}
-    for name in COLORMAPS:
+    for name in names:
         rgb = np.round(render.colormap(name)(ramp)[:, :3] * 255).astype(np.uint8)
         tables[name] = rgb.tobytes().hex()
     return tables

@@ -202,14 +202,20 @@ function drawLegend() {
   ctx.putImageData(pixels, 0, 0);
 }
 
+function colourTable(hex) {
+  const table = new Uint8Array(768);
+  for (let i = 0; i < 768; i += 1) table[i] = parseInt(hex.substr(2 * i, 2), 16);
+  return table;
+}
+
 function fillColormaps(data) {
   state.colormaps = {};
   for (const [name, hex] of Object.entries(data.colormaps)) {
-    const table = new Uint8Array(768);
-    for (let i = 0; i < 768; i += 1) table[i] = parseInt(hex.substr(2 * i, 2), 16);
-    state.colormaps[name] = table;
+    state.colormaps[name] = colourTable(hex);
     $("cmap").append(option(name, name, name === data.default));
   }
+  // signed maps (zero at 128) always get the diverging colormap: red for, blue against
+  state.signedColours = colourTable(data.signed);
   state.cmap = data.default;
   drawLegend();
 }
@@ -403,7 +409,9 @@ function renderExplain() {
   const maps = $("maps");
   maps.replaceChildren(panel(null, "input", "the picture the model saw"));
   data.maps.forEach((m, i) => {
-    const note = m.blank ? "blank map: nothing to show" : (m.kind === "cam" ? "class activation map" : "pixel-space map");
+    const note = m.blank ? "blank map: nothing to show"
+      : m.kind === "cam" ? "class activation map"
+      : m.signed ? "signed: red raised the score, blue lowered it" : "pixel-space map, |map|";
     maps.append(panel(i, m.title, note));
   });
   drawExplain();
@@ -445,13 +453,14 @@ function drawExplain() {
       drawOverlay(canvas, null, false);
     } else {
       const i = Number(canvas.dataset.map);
-      drawOverlay(canvas, data.images[i], data.maps[i].blank);
+      drawOverlay(canvas, data.images[i], data.maps[i].blank, data.maps[i].signed);
     }
   }
 }
 
 // Picture, then the coloured map over it at the chosen opacity; a blank map: the picture faded.
-function drawOverlay(canvas, values, blank) {
+// A signed map is coloured with the diverging colormap whatever colormap is chosen.
+function drawOverlay(canvas, values, blank, signed = false) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
   const h = canvas.height;
@@ -460,7 +469,7 @@ function drawOverlay(canvas, values, blank) {
   if (state.input) ctx.drawImage(state.input, 0, 0, w, h);
   if (values && !blank) {
     ctx.globalAlpha = state.opacity;
-    ctx.drawImage(colorize(values, w, h), 0, 0);
+    ctx.drawImage(colorize(values, w, h, signed), 0, 0);
     ctx.globalAlpha = 1;
   } else if (values && blank) {
     ctx.fillStyle = "rgba(255, 255, 255, 0.55)";
@@ -469,14 +478,14 @@ function drawOverlay(canvas, values, blank) {
   canvas.dataset.drawn = "true";
 }
 
-function colorize(values, w, h) {
+function colorize(values, w, h, signed = false) {
   const scratch = document.createElement("canvas");
   scratch.width = w;
   scratch.height = h;
   const ctx = scratch.getContext("2d");
   ctx.drawImage(values, 0, 0, w, h);
   const pixels = ctx.getImageData(0, 0, w, h);
-  const lut = state.colormaps[state.cmap];
+  const lut = signed ? state.signedColours : state.colormaps[state.cmap];
   const d = pixels.data;
   for (let i = 0; i < d.length; i += 4) {
     const v = d[i] * 3;
