@@ -9,6 +9,15 @@ gradient through the detector; `drise` (Petsiuk et al., CVPR 2021) needs no grad
 from __future__ import annotations
 
 from .box_target import BoxTarget
+from .drise import MaskDraw, draw_masks, drise
 from .outputs import Detections, box_iou, read_detections
 
-__all__ = ["BoxTarget", "Detections", "box_iou", "read_detections"]
+__all__ = [
+    "BoxTarget",
+    "Detections",
+    "MaskDraw",
+    "box_iou",
+    "draw_masks",
+    "drise",
+    "read_detections",
+]

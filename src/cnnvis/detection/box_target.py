@@ -85,6 +85,13 @@ class BoxTarget:
 
     # ------------------------------------------------------------------ references
 
+    @property
+    def given(self) -> tuple[Tensor, Tensor] | None:
+        """The user's boxes (R, 4) and labels (R,), or None for a target by index."""
+        if self.index is not None or self._references is None:
+            return None
+        return self._references[0]
+
     def references(self, detections: Sequence[Detections]) -> list[tuple[Tensor, Tensor]]:
         """Per image, the reference boxes (R, 4) and labels (R,), constants: a bound target's,
         a user's, or (by index) the given detections' own box `index`."""

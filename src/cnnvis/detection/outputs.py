@@ -10,7 +10,8 @@ Detectors return their findings in several shapes; `read_detections` accepts:
 
 Boxes are (x0, y0, x1, y1) in pixels of the image the detector was given. A dict may also give
 class probabilities (K, C) under "probabilities" (or "probs", "class_probs"), as D-RISE's
-similarity uses them; labels and scores are then read from them when missing.
+similarity uses them (labels and scores are then read from them when missing), and an
+objectness (K,) under "objectness" (YOLO-style detectors).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ SHAPES = (
 @dataclass(frozen=True)
 class Detections:
     """One image's detections: `boxes` (K, 4) as (x0, y0, x1, y1) pixels, `scores` (K,),
-    `labels` (K,) int64, and `probabilities` (K, C) when the detector gives them.
+    `labels` (K,) int64, and `probabilities` (K, C) and `objectness` (K,) when the detector
+    gives them.
 
     The tensors are the detector's own: still attached to autograd when the forward recorded
     it, so a score built from them can be differentiated."""
@@ -43,6 +45,7 @@ class Detections:
     scores: Tensor
     labels: Tensor
     probabilities: Tensor | None = None
+    objectness: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -50,8 +53,13 @@ class Detections:
     def detach(self) -> Detections:
         """The same detections, cut from autograd."""
         probabilities = None if self.probabilities is None else self.probabilities.detach()
+        objectness = None if self.objectness is None else self.objectness.detach()
         return Detections(
-            self.boxes.detach(), self.scores.detach(), self.labels.detach(), probabilities
+            self.boxes.detach(),
+            self.scores.detach(),
+            self.labels.detach(),
+            probabilities,
+            objectness,
         )
 
     def describe(self, categories: Sequence[str] | None = None, limit: int = 5) -> str:
@@ -122,7 +130,13 @@ def _one(item: Any, image: int) -> Detections:
         raise ModelError(f"image {image} of the output has no {missing}; {SHAPES}")
     _check_length(scores, len(boxes), "scores", image)
     _check_length(labels, len(boxes), "labels", image)
-    return Detections(boxes, scores.reshape(-1), labels.reshape(-1).long(), probabilities)
+    objectness = _tensor(item, ("objectness",), image)
+    if objectness is not None:
+        _check_length(objectness, len(boxes), "objectness", image)
+        objectness = objectness.reshape(-1)
+    return Detections(
+        boxes, scores.reshape(-1), labels.reshape(-1).long(), probabilities, objectness
+    )
 
 
 def _tensor(item: Mapping[str, Any], keys: Sequence[str], image: int) -> Tensor | None:
