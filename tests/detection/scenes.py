@@ -180,7 +180,7 @@ def trained_detector(steps: int = 300, batch: int = 16, seed: int = 0) -> TinyDe
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = TinyDetector()
-    optimizer = torch.optim.Adam(model.parameters(), lr=6e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=4e-3)
     weights = torch.tensor([0.3, 1.0, 1.0])
     for _ in range(steps):
         scenes = [random_scene(generator) for _ in range(batch)]
@@ -194,7 +194,7 @@ def trained_detector(steps: int = 300, batch: int = 16, seed: int = 0) -> TinyDe
         predicted = predicted.flatten(2).transpose(1, 2)
         loss = F.cross_entropy(logits.reshape(-1, 3), classes.reshape(-1), weight=weights)
         if positive.any():
-            loss = loss + F.smooth_l1_loss(predicted[positive], sides[positive]) / 4
+            loss = loss + F.smooth_l1_loss(predicted[positive], sides[positive]) / 2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -162,7 +162,7 @@ class BoxTarget:
     def _image_score(self, found: Detections, boxes: Tensor, labels: Tensor) -> Tensor:
         """Sum over the references of IoU + score of the best-overlapping detection of the same
         label above the IoU threshold (0 for a reference without one)."""
-        total = found.scores.new_zeros(())
+        total = found.scores.sum() * 0.0  # 0, still attached to the forward's graph
         if len(found) == 0:
             return total
         ious = box_iou(boxes.to(found.boxes), found.boxes)  # (R, K)
