@@ -147,3 +147,12 @@ def test_bind_fixes_the_reference_for_other_forwards():
 def test_bad_box_targets(kwargs, match):
     with pytest.raises(TargetError, match=match):
         BoxTarget(**kwargs)
+
+
+def test_a_box_that_matches_nothing_scores_zero_with_a_zero_gradient(detector):
+    images = torch.rand(1, 3, 96, 96, requires_grad=True)
+    target = BoxTarget(box=(0.0, 0.0, 2.0, 2.0), label=4)  # a 2-pixel box: no detection there
+    score = target.scores(detector(images), {})
+    assert score.item() == 0.0 and score.requires_grad
+    (grad,) = torch.autograd.grad(score.sum(), images)
+    assert grad.abs().sum() == 0
