@@ -102,7 +102,8 @@ class MethodInfo:
     `input_rules` are the backward rules it needs at the input ("plain", "guided",
     "deconvnet"); `layer_gradients` whether it reads the gradient at its layer; `order` its
     position in listings (10s gradient family, 20s CAMs, 30s perturbation CAMs, 40s
-    perturbation pixel methods).
+    perturbation pixel methods); `scripted=False`: it cannot run on a TorchScript model (LRP
+    needs the layers of an nn.Module).
     """
 
     name: str
@@ -116,6 +117,7 @@ class MethodInfo:
     input_rules: tuple[str, ...] = ()
     layer_gradients: bool = False
     order: int = 100
+    scripted: bool = True  # False: it needs the layers of an nn.Module (LRP), not TorchScript
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
