@@ -35,7 +35,7 @@ def canonized_copy(model: nn.Module, x: torch.Tensor) -> nn.Module:
             "(non-scripted) nn.Module",
             hint=Hint("methods", "torchscript"),
         )
-    with torch.inference_mode(False):
+    with torch.inference_mode(False):  # the copy's tensors must be usable by autograd
         try:
             twin = copy.deepcopy(model)
         except Exception as error:  # a model holding something that cannot be copied
@@ -43,9 +43,9 @@ def canonized_copy(model: nn.Module, x: torch.Tensor) -> nn.Module:
                 f"lrp works on a copy of the model (the model itself is never changed), and "
                 f"this model cannot be copied: {error}"
             ) from error
-    for p in twin.parameters():
-        p.requires_grad_(False)
-    merged = merge_batch_norms(twin, x)
+        for p in twin.parameters():
+            p.requires_grad_(False)
+        merged = merge_batch_norms(twin, x)
     log.debug("lrp canonizer: %d BatchNorm(s) merged into their convolutions", merged)
     return twin
 

@@ -23,7 +23,7 @@ from ...targets import UnitTarget, select_logits
 from .canonizers import canonized_copy
 from .composites import Composite
 from .functional import RelevanceMode
-from .rules import Rule
+from .rules import IN_RULE, Rule
 
 
 class RuledLayer(torch.autograd.Function):
@@ -55,8 +55,8 @@ def rule_hook(rule: Rule) -> Callable[..., Any]:
             or not isinstance(output, torch.Tensor)
         ):
             return None
-        if not args[0].requires_grad:
-            return None  # nothing before it is explained
+        if not args[0].requires_grad or getattr(IN_RULE, "active", False):
+            return None  # nothing before it is explained, or a rule running the layer
         return RuledLayer.apply(args[0], output, module, rule)
 
     return hook

@@ -28,6 +28,7 @@ and flat drops it. The stabilizer of every rule but epsilon is 1e-6.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -48,22 +49,48 @@ def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     return z + ((z == 0).to(z.dtype) + z.sign()) * epsilon
 
 
+_BASE_FORWARDS = {nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward, nn.Linear.forward}
+IN_RULE = threading.local()
+"""`IN_RULE.active` is True while a rule runs a layer's own forward (a subclass such as timm's
+`Conv2dSame` with its padding), so that the layer's forward hooks stay out of the way."""
+
+
 def linear_op(module: nn.Module) -> Op:
     """The module's linear map as op(x, weight, bias); a MethodError for other modules."""
-    if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
-        conv = module
-
-        def convolve(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-            out: torch.Tensor = conv._conv_forward(x, w, b)  # type: ignore[operator]
-            return out
-
-        return convolve
+    if not isinstance(module, nn.modules.conv._ConvNd | nn.Linear) or getattr(
+        module, "transposed", False
+    ):
+        raise MethodError(
+            f"LRP weight rules apply to convolutions and linear layers, not "
+            f"{type(module).__name__}; give it the 'pass' rule or use a composite that leaves "
+            "it out"
+        )
+    if type(module).forward not in _BASE_FORWARDS:  # its own forward (padding, ...)
+        return lambda x, w, b: _own_forward(module, x, w, b)
     if isinstance(module, nn.Linear):
         return F.linear
-    raise MethodError(
-        f"LRP weight rules apply to convolutions and linear layers, not {type(module).__name__}; "
-        "give it the 'pass' rule or use a composite that leaves it out"
-    )
+    conv = module
+
+    def convolve(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        out: torch.Tensor = conv._conv_forward(x, w, b)  # type: ignore[operator]
+        return out
+
+    return convolve
+
+
+def _own_forward(
+    module: nn.Module, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+) -> torch.Tensor:
+    """The module's own forward with weight `w` and bias `b` (zeros for None)."""
+    params = {"weight": w}
+    if getattr(module, "bias", None) is not None:
+        params["bias"] = torch.zeros_like(module.bias) if b is None else b  # type: ignore[arg-type]
+    IN_RULE.active = True
+    try:
+        out: torch.Tensor = torch.func.functional_call(module, params, (x,))
+    finally:
+        IN_RULE.active = False
+    return out
 
 
 def _parameters(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
