@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnvis
-from cnnvis.methods.lrp import Composite, Epsilon, Flat, Pass, ZPlus, named_composite, relevance
+from cnnvis.methods.lrp import Composite, Epsilon, Flat, Pass, ZPlus, relevance
 
 W1 = [[1.0, -1.0], [2.0, 1.0], [1.0, 1.0]]
 W2 = [[1.0, -3.0, 2.0], [0.5, 1.0, -1.0]]
