@@ -57,7 +57,7 @@ def merge_batch_norms(model: nn.Module, x: torch.Tensor) -> int:
         pairs = foldable_pairs(model, x.detach())
     convs = {id(m.weight): m for m in _modules(model, nn.Conv2d)}
     norms = {id(m.running_mean): m for m in _modules(model, nn.modules.batchnorm._BatchNorm)}
-    targets: dict[int, list[tuple[nn.Conv2d, nn.modules.batchnorm._BatchNorm]]] = {}
+    targets: dict[int, list[tuple[nn.Module, nn.Module]]] = {}
     for fold in pairs:
         conv, norm = convs.get(id(fold.weight)), norms.get(id(fold.mean))
         if conv is not None and norm is not None:
@@ -77,12 +77,16 @@ def merge_batch_norms(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def _modules(model: nn.Module, kind: type) -> Iterator[nn.Module]:
+    """The modules of `model` of type `kind`."""
     return (m for m in model.modules() if isinstance(m, kind))
 
 
-def _make_identity(norm: nn.modules.batchnorm._BatchNorm) -> None:
+def _make_identity(module: nn.Module) -> None:
     """The BatchNorm as the identity in eval mode: mean 0, variance 1, ε 0, γ 1, β 0 (kept as a
     module, so a BatchNorm fused with its activation, as timm's BatchNormAct2d, still acts)."""
+    norm = module
+    if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        return
     if norm.running_mean is None or norm.running_var is None:
         return  # not foldable (no running statistics): never reached
     norm.running_mean.zero_()

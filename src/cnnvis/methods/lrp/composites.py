@@ -135,8 +135,8 @@ def named_composite(
     if name == "EpsilonAlpha2Beta1":
         return Composite(name, ((CONVOLUTIONS, AlphaBeta(2.0, 1.0)), dense))
     if name == "EpsilonAlpha2Beta1Flat":
-        first = ((LINEAR, Flat()),)
-        return Composite(name, ((CONVOLUTIONS, AlphaBeta(2.0, 1.0)), dense), first)
+        flat: tuple[tuple[Match, Rule], ...] = ((LINEAR, Flat()),)
+        return Composite(name, ((CONVOLUTIONS, AlphaBeta(2.0, 1.0)), dense), flat)
     if name == "EpsilonGammaBox":
         if low is None or high is None:
             raise MethodError(

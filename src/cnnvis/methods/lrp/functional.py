@@ -195,7 +195,7 @@ class RelevanceMode(TorchFunctionMode):
             if not both:
                 x = a if _traced(a) else b
                 other = b if x is a else a
-                if x.shape != torch.broadcast_shapes(x.shape, _shape(other)):
+                if x.shape != _broadcast(x.shape, _shape(other)):
                     return None
                 return _Pass.apply(x, lambda t: t * other)  # type: ignore[no-any-return]
             big, small = (a, b) if a.numel() >= b.numel() else (b, a)
@@ -205,7 +205,7 @@ class RelevanceMode(TorchFunctionMode):
         if func in _QUOTIENTS:
             if both:
                 self._refuse("a quotient of two activations")
-            if _traced(a) and a.shape == torch.broadcast_shapes(a.shape, _shape(b)):
+            if _traced(a) and a.shape == _broadcast(a.shape, _shape(b)):
                 return _Pass.apply(a, lambda t: t / b)  # type: ignore[no-any-return]
         return None
 
@@ -216,6 +216,11 @@ class RelevanceMode(TorchFunctionMode):
             "relevance map would be wrong; explain this model with a gradient method "
             "(gradient-x-input, integrated-gradients) instead"
         )
+
+
+def _broadcast(a: torch.Size, b: torch.Size) -> torch.Size:
+    shape: torch.Size = torch.broadcast_shapes(a, b)  # type: ignore[no-untyped-call]
+    return shape
 
 
 def _shape(t: object) -> torch.Size:

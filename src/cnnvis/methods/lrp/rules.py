@@ -72,7 +72,7 @@ def linear_op(module: nn.Module) -> Op:
     conv = module
 
     def convolve(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        out: torch.Tensor = conv._conv_forward(x, w, b)  # type: ignore[operator]
+        out: torch.Tensor = conv._conv_forward(x, w, b)
         return out
 
     return convolve
