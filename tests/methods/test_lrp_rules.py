@@ -9,6 +9,7 @@ from torch import nn
 
 import cnnvis
 from cnnvis.methods.lrp import Composite, Epsilon, Flat, Pass, ZPlus, relevance
+from cnnvis.targets import UnitTarget
 
 W1 = [[1.0, -1.0], [2.0, 1.0], [1.0, 1.0]]
 W2 = [[1.0, -3.0, 2.0], [0.5, 1.0, -1.0]]
@@ -30,8 +31,7 @@ CLASS_1 = torch.tensor([1])
 
 
 def explain(model: nn.Module, composite: Composite, x: torch.Tensor = X) -> torch.Tensor:
-    found, _ = relevance(model, x, composite, targets=CLASS_1)
-    return found
+    return relevance(model, x, composite, targets=CLASS_1).input
 
 
 def test_epsilon_by_hand():
@@ -208,3 +208,26 @@ def test_batchnorm_merged_gives_the_map_of_the_folded_network():
     one = cnnvis.explain(model, x, "lrp", target=[0, 1], composite="EpsilonPlus").map
     two = cnnvis.explain(folded, x, "lrp", target=[0, 1], composite="EpsilonPlus").map
     torch.testing.assert_close(one, two, rtol=1e-4, atol=1e-6)
+
+
+def test_the_relevance_sweep_conserves_layer_by_layer():
+    """One backward, relevance at every cut of the network: each sums to the logit (1%)."""
+    model = BiasFreeResidual()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    layers = ["conv1", "pool", "conv3", "fc"]
+    explained = cnnvis.explain(model, x, "lrp", target=[1, 4], composite="Epsilon", sweep=layers)
+    sums = explained.params["layer_relevance_sums"]
+    assert list(sums) == [*layers, "input"]
+    logits = model(x)[[0, 1], [1, 4]].detach()
+    for name, values in sums.items():
+        torch.testing.assert_close(torch.tensor(values), logits, rtol=1e-2, atol=0, msg=name)
+
+
+def test_a_unit_target_starts_from_the_units_activation():
+    """Relevance of channel 5 of conv3 (summed): the map sums to the unit's score."""
+    model = BiasFreeResidual()
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    explained = cnnvis.explain(model, x, "lrp", target=UnitTarget("conv3", 5), composite="Epsilon")
+    score = explained.params["explained_score"][0]
+    assert score > 0
+    assert abs(explained.params["relevance_sum"][0] - score) <= 1e-2 * abs(score)

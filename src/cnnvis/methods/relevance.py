@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ def lrp(
     rules: Mapping[Any, str | Rule] | None = None,
     low: float | torch.Tensor | None = None,
     high: float | torch.Tensor | None = None,
+    sweep: Sequence[str] = (),
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """R_in = x ⊙ W′ᵀ(R_out / z′) layer by layer, from R = the target's logit at the output
     (Bach et al. 2015; Montavon et al. 2019), with the rules of `composite` (a name from
@@ -34,9 +35,11 @@ def lrp(
     class names or name patterns to rules that win over the composite's (e.g.
     {"Linear": "epsilon", "features.0": "z-box"}). `epsilon`: ε of the dense layers; `gamma`:
     γ of the γ rule; `low`, `high`: the input's bounds for z-box (default: the model's
-    normalized black and white images). Runs on a copy of the model with its BatchNorms merged
-    (the model is never changed). Returns the map and, per image, the explained score and the
-    map's sum (equal when the rules conserve relevance).
+    normalized black and white images). `sweep`: layer names whose relevance sums are reported
+    too, from the same backward pass (`layer_relevance_sums`: per-layer conservation). Runs on
+    a copy of the model with its BatchNorms merged (the model is never changed). Returns the
+    map and, per image, the explained score and the map's sum (equal when the rules conserve
+    relevance).
     """
     x = rec.inputs.detach()
     low, high = _bounds(rec, low, high)
@@ -48,19 +51,30 @@ def lrp(
         }
         chosen = chosen.with_rules(made)
     targets = rec.targets.to(x.device)
-    found, scores = relevance(
+    found = relevance(
         compute_model(rec.model),
         x,
         chosen,
         targets=targets,
         unit=rec.unit,
         output_key=rec.output_key,
+        layers=_layer_names(sweep),
     )
-    return found, {
+    info: dict[str, Any] = {
         "composite": chosen.name,
-        "explained_score": scores.tolist(),
-        "relevance_sum": found.flatten(1).sum(1).tolist(),
+        "explained_score": found.scores.tolist(),
+        "relevance_sum": found.input.flatten(1).sum(1).tolist(),
     }
+    if found.layers:
+        info["layer_relevance_sums"] = found.sums()
+    return found.input, info
+
+
+def _layer_names(sweep: object) -> list[str]:
+    names = [sweep] if isinstance(sweep, str) else sweep
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise MethodError(f"lrp: sweep must be layer names, got {sweep!r}")
+    return list(names)
 
 
 def _composite(

@@ -11,7 +11,8 @@ rules conserve.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -62,6 +63,22 @@ def rule_hook(rule: Rule) -> Callable[..., Any]:
     return hook
 
 
+@dataclass
+class Relevance:
+    """One relevance pass: the input's relevance (N, C, H, W), the explained scores (N,), and
+    the relevance at the output of each swept layer (shaped like the layer's output)."""
+
+    input: torch.Tensor
+    scores: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def sums(self) -> dict[str, list[float]]:
+        """Σ R per image at every swept layer and at the input (per-layer conservation: with
+        conserving rules each equals the explained score)."""
+        found = {name: r.flatten(1).sum(1).tolist() for name, r in self.layers.items()}
+        return {**found, "input": self.input.flatten(1).sum(1).tolist()}
+
+
 def relevance(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -70,13 +87,17 @@ def relevance(
     targets: torch.Tensor,
     unit: UnitTarget | None = None,
     output_key: str | int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input relevance (N, C, H, W), the explained scores (N,)) under `composite`, on a
-    canonized copy of `model` (never on the model itself)."""
+    layers: Sequence[str] = (),
+) -> Relevance:
+    """The relevance of the input (and at the output of each of `layers`, from the same one
+    backward pass: a relevance sweep) under `composite`, on a canonized copy of `model`
+    (never on the model itself)."""
     twin = canonized_copy(model, inputs)
     assigned = composite.assign(twin)
     hooks: list[Hook] = [(module, rule_hook(rule)) for module, rule in assigned.values()]
     store: dict[str, torch.Tensor] = {}
+    for name in dict.fromkeys(layers):
+        hooks.append((resolve_layer(twin, name), output_hook(store, name)))
     if unit is not None:
         hooks.append((resolve_layer(twin, unit.layer), output_hook(store, "unit")))
     names = {module: name for name, module in twin.named_modules()}
@@ -84,21 +105,33 @@ def relevance(
         x = inputs.detach().clone().requires_grad_(True)
         with RelevanceMode(names):
             output = twin(x)
-        if unit is None:
-            logits = select_logits(output, output_key)
-            start = logits
-            seed = torch.zeros_like(logits)
-            rows = torch.arange(len(targets), device=logits.device)
-            seed[rows, targets] = logits.detach()[rows, targets]
-            scores = seed[rows, targets]
-        else:
-            start = store["unit"]
-            with torch.enable_grad():
-                leaf = start.detach().requires_grad_(True)
-                unit_scores = unit.scores(leaf)
-                (slope,) = torch.autograd.grad(unit_scores.sum(), leaf)
-            seed = start.detach() * slope
-            scores = unit_scores.detach()
-        (found,) = torch.autograd.grad(start, x, seed, allow_unused=True)
-    result = torch.zeros_like(x) if found is None else found
-    return result.contiguous(), scores
+        start, seed, scores = _seed(output, targets, unit, store, output_key)
+        swept = [n for n in dict.fromkeys(layers) if n in store]
+        wrt = [x, *(store[n] for n in swept)]
+        found = torch.autograd.grad(start, wrt, seed, allow_unused=True)
+    maps = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, found, strict=True)]
+    by_layer = dict(zip(swept, maps[1:], strict=True))
+    return Relevance(maps[0].contiguous(), scores, by_layer)
+
+
+def _seed(
+    output: object,
+    targets: torch.Tensor,
+    unit: UnitTarget | None,
+    store: dict[str, torch.Tensor],
+    output_key: str | int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(where relevance starts, its relevance there, the explained scores (N,)): the target
+    logit at the target class; for a unit target, the unit's share of the layer's activation
+    (a ⊙ ∂score/∂a, which sums to the score for sum, max and point reductions)."""
+    if unit is None:
+        logits = select_logits(output, output_key)
+        seed = torch.zeros_like(logits)
+        rows = torch.arange(len(targets), device=logits.device)
+        seed[rows, targets] = logits.detach()[rows, targets]
+        return logits, seed, seed[rows, targets]
+    start = store["unit"]
+    leaf = start.detach().requires_grad_(True)
+    unit_scores = unit.scores(leaf)
+    (slope,) = torch.autograd.grad(unit_scores.sum(), leaf)
+    return start, start.detach() * slope, unit_scores.detach()
