@@ -231,3 +231,17 @@ def test_a_unit_target_starts_from_the_units_activation():
     score = explained.params["explained_score"][0]
     assert score > 0
     assert abs(explained.params["relevance_sum"][0] - score) <= 1e-2 * abs(score)
+
+
+def test_the_canonized_copy_is_reused_until_the_weights_change():
+    from cnnvis.methods.lrp.canonizers import canonized_copy
+
+    model = BiasFreeResidual()
+    x = torch.randn(1, 3, 16, 16)
+    first = cnnvis.explain(model, x, "lrp", target=1).map
+    assert canonized_copy(model, x) is canonized_copy(model, x)
+    copied = canonized_copy(model, x)
+    with torch.no_grad():
+        model.fc.weight.mul_(-1)
+    assert canonized_copy(model, x) is not copied
+    torch.testing.assert_close(cnnvis.explain(model, x, "lrp", target=1).map, -first)

@@ -12,7 +12,10 @@ model: `functional.RelevanceMode` splits them where they are called.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
+import threading
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -26,8 +29,34 @@ from ...model import is_scripted
 log = logging.getLogger(__name__)
 
 
+# what a canonized copy was made from: every module, and each weight's (data_ptr, _version)
+_Signature = tuple[tuple[int, ...], tuple[tuple[int, int], ...]]
+_COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[_Signature, nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+_COPIES_LOCK = threading.Lock()
+
+
 def canonized_copy(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """A frozen copy of `model` with its BatchNorms merged into the convolutions before them."""
+    """A frozen copy of `model` with its BatchNorms merged into the convolutions before them,
+    made once and reused while the model's modules and weights stay the same (as
+    `model.compute_model` keeps its float32 copies): the deep copy and the probe forward cost
+    about a forward, which a repeated explanation then saves."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    signature = (
+        tuple(id(m) for m in model.modules()),
+        tuple((t.data_ptr(), t._version) for t in tensors),
+    )
+    with _COPIES_LOCK:
+        cached = _COPIES.get(model)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        twin = _canonize(model, x)
+        _COPIES[model] = (signature, twin)
+        return twin
+
+
+def _canonize(model: nn.Module, x: torch.Tensor) -> nn.Module:
     if is_scripted(model):
         raise MethodError(
             "lrp cannot run on a TorchScript model: its rules act on the layers of an "
