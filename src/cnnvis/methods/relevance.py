@@ -112,7 +112,9 @@ register(
         "LRP rules (composite EpsilonPlusFlat by default).",
         formula="R_in = x ⊙ W′ᵀ(R_out / z′), R_out = y_c at the output",
         paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140; Montavon et al. 2019",
-        cost=Cost("1 probe forward + 1 forward + 1 backward on a copy", forwards=3, backwards=1),
+        cost=Cost(
+            "2 forwards + 1 backward (on a canonized copy, made once)", forwards=2, backwards=1
+        ),
         compute=lrp,
         scripted=False,
     )
