@@ -136,7 +136,9 @@ def test_a_layer_without_a_rule_is_named_with_how_to_give_it_one():
     with pytest.raises(cnnvis.MethodError) as caught:
         cnnvis.explain(Normed(), x, "lrp")
     message = str(caught.value)
-    assert "norm (GroupNorm)" in message and "rules={'GroupNorm': 'epsilon'}" in message
+    assert "norm (GroupNorm)" in message and "rules={'GroupNorm': 'pass'}" in message
+    with pytest.raises(cnnvis.MethodError, match="layer norm is a GroupNorm"):
+        cnnvis.explain(Normed(), x, "lrp", rules={"norm": "epsilon"})
     explained = cnnvis.explain(Normed(), x, "lrp", rules={"GroupNorm": "pass"})
     assert torch.isfinite(explained.map).all()
 

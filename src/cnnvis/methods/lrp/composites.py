@@ -85,6 +85,7 @@ class Composite:
             rule = _lookup(self.overrides, name, module) or first
             rule = rule or _lookup(self.layers, name, module)
             if rule is not None:
+                _check_fits(name, module, rule)
                 found[name] = (module, rule)
             elif _has_weights(module) and not isinstance(module, NORMALIZATIONS):
                 raise _no_rule(self, name, module)
@@ -107,11 +108,27 @@ def _has_weights(module: nn.Module) -> bool:
 
 def _no_rule(composite: Composite, name: str, module: nn.Module) -> MethodError:
     kind = type(module).__name__
+    layer = f"layer {name}" if name else "the model itself"
+    rule = "epsilon" if isinstance(module, LINEAR) else "pass"
     return MethodError(
-        f"lrp: layer {name} ({kind}) has weights but no rule in composite {composite.name}; "
-        f"give it one, e.g. rules={{'{kind}': 'epsilon'}} for every {kind} or "
-        f"rules={{'{name}': 'pass'}} for this layer (rules: epsilon, gamma, alpha2-beta1, "
-        "alpha1-beta0, z-plus, z-box, flat, w-square, pass)"
+        f"lrp: {layer} ({kind}) has weights but no rule in composite {composite.name}; give "
+        f"it one, e.g. rules={{'{kind}': '{rule}'}} for every {kind}"
+        + (f" or rules={{'{name}': '{rule}'}} for this layer" if name else "")
+        + " (rules: epsilon, gamma, alpha2-beta1, alpha1-beta0, z-plus, z-box, flat, w-square "
+        "and pass; all but pass for convolutions and linear layers only)"
+    )
+
+
+def _check_fits(name: str, module: nn.Module, rule: Rule) -> None:
+    """A MethodError when a weight rule is given to a layer that is not linear."""
+    if isinstance(rule, Pass) or (
+        isinstance(module, LINEAR) and not getattr(module, "transposed", False)
+    ):
+        return
+    raise MethodError(
+        f"lrp: rule {rule.name} applies to convolutions and linear layers, and layer "
+        f"{name or '(the model itself)'} is a {type(module).__name__}; give it 'pass' or a rule "
+        "only for linear layers"
     )
 
 
