@@ -162,12 +162,21 @@ class ZPlus(Rule):
 
     def relevance(self, module: nn.Module, x: torch.Tensor, r_out: torch.Tensor) -> torch.Tensor:
         w, b = _parameters(module)
+        op = linear_op(module)
+        if not _has_negatives(x):  # after a ReLU: the x⁻ term is zero, skip its two passes
+            leaves, (z,) = _outputs(op, [(x, w.clamp(min=0), _positive(b))])
+            (g,) = _gradients(leaves, [z], [r_out / stabilize(z, STABILIZER)])
+            return x * g
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         terms = [(xp, w.clamp(min=0), _positive(b)), (xn, w.clamp(max=0), None)]
-        leaves, (z1, z2) = _outputs(linear_op(module), terms)
+        leaves, (z1, z2) = _outputs(op, terms)
         s = r_out / stabilize(z1 + z2, STABILIZER)
         g1, g2 = _gradients(leaves, [z1, z2], [s, s])
         return xp * g1 + xn * g2
+
+
+def _has_negatives(x: torch.Tensor) -> bool:
+    return bool((x < 0).any())
 
 
 @dataclass(frozen=True, repr=False)
@@ -191,8 +200,16 @@ class AlphaBeta(Rule):
 
     def relevance(self, module: nn.Module, x: torch.Tensor, r_out: torch.Tensor) -> torch.Tensor:
         w, b = _parameters(module)
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
+        if not _has_negatives(x):  # after a ReLU: the x⁻ terms are zero, skip their passes
+            leaves, (z1, z2) = _outputs(
+                linear_op(module), [(x, wp, _positive(b)), (x, wn, _negative(b))]
+            )
+            sp = r_out / stabilize(z1, STABILIZER)
+            sn = r_out / stabilize(z2, STABILIZER)
+            g1, g2 = _gradients(leaves, [z1, z2], [sp, sn])
+            return self.alpha * (x * g1) - self.beta * (x * g2)
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
         terms = [(xp, wp, _positive(b)), (xn, wn, None), (xp, wn, _negative(b)), (xn, wp, None)]
         leaves, z = _outputs(linear_op(module), terms)
         sp = r_out / stabilize(z[0] + z[1], STABILIZER)
