@@ -203,3 +203,40 @@ def test_offline_pretrained_efficientnet_lite0_on_real_photos():
     )
     theirs = zennit_relevance(model, x, torch.tensor(ours.targets), composite)
     assert correlation(ours.map, theirs) >= 0.999
+
+
+def test_user_rules_by_name_and_type_match_zennits_name_map():
+    """w-square on the first convolution, γ = 0.5 on the others, α1β0 on the dense layers, by
+    name and by type, against Zennit's `NameMapComposite` with the same rules (and the rules
+    cnnvis gives pooling and activations whatever the composite: ε-like norm, pass)."""
+    from zennit.composites import NameMapComposite
+    from zennit.rules import AlphaBeta, Gamma, Norm, Pass, WSquare
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 10),
+    ).eval()
+    rules = {"0": "w-square", "Conv2d": "gamma", torch.nn.Linear: "alpha1-beta0"}
+    composite = NameMapComposite(  # pooling and activations as cnnvis always treats them
+        [
+            (("0",), WSquare()),
+            (("2",), Gamma(gamma=0.5)),
+            (("6", "8"), AlphaBeta(1.0, 0.0)),
+            (("4",), Norm()),
+            (("1", "3", "7"), Pass()),
+        ]
+    )
+    x = images(size=16)
+    ours = cnnvis.explain(
+        model, x, "lrp", target=[3, 7], composite="Epsilon", rules=rules, gamma=0.5
+    )
+    theirs = zennit_relevance(model, x, TARGETS, composite)
+    assert correlation(ours.map, theirs) >= 0.999
