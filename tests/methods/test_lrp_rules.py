@@ -247,3 +247,34 @@ def test_the_canonized_copy_is_reused_until_the_weights_change():
         model.fc.weight.mul_(-1)
     assert canonized_copy(model, x) is not copied
     torch.testing.assert_close(cnnvis.explain(model, x, "lrp", target=1).map, -first)
+
+
+class SqueezeExcite(nn.Module):
+    """Bias-free conv -> ReLU6 -> x * sigmoid(fc(mean(x))) -> mean -> linear: a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(5)
+        self.conv = nn.Conv2d(3, 8, 3, bias=False)
+        self.act = nn.ReLU6()
+        self.squeeze = nn.Linear(8, 8, bias=False)
+        self.fc = nn.Linear(8, 4, bias=False)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv(x))
+        gate = torch.sigmoid(self.squeeze(x.mean((2, 3))))[:, :, None, None]
+        return self.fc((x * gate).mean((2, 3)))
+
+
+def test_a_squeeze_excitation_gate_is_a_constant_and_relevance_is_conserved():
+    """The gate's branch gets no relevance (it only scales), so Σ R = the logit (1%)."""
+    model = SqueezeExcite()
+    x = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(6))
+    explained = cnnvis.explain(model, x, "lrp", target=[0, 3], composite="Epsilon")
+    logits = model(x)[[0, 1], [0, 3]].detach()
+    torch.testing.assert_close(
+        torch.tensor(explained.params["relevance_sum"]), logits, rtol=1e-2, atol=0
+    )
