@@ -265,3 +265,12 @@ class BatchNormFolding:
             log.info("BatchNorm folding stopped (%s); forwarding as it is", error)
             self.plan = {}
             return self.model(x)
+
+
+def foldable_pairs(model: nn.Module, x: torch.Tensor) -> list[_Fold]:
+    """The conv2d -> BatchNorm pairs of one forward of `model` on `x` that fold (as
+    `BatchNormFolding` finds them), each with the folded weight and bias; the model runs as it
+    is, without gradients, and is not changed (LRP's canonizer merges them into a copy)."""
+    with _Probe() as probe, torch.no_grad():
+        model(x)
+    return list(probe.plan().values())

@@ -70,6 +70,7 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "integrated-gradients": ["baseline"],
         "smoothgrad": ["base method"],
         "gradient-shap": ["baseline"],
+        "lrp": [],
         "cam": ["layer", "global-average-pool + linear head"],
         "occlusion": ["window size"],
         "rise": ["number of masks"],

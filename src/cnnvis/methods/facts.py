@@ -154,7 +154,8 @@ class MethodInfo:
     `input_rules` are the backward rules it needs at the input ("plain", "guided",
     "deconvnet"); `layer_gradients` whether it reads the gradient at its layer; `order` its
     position in listings (10s gradient family, 20s CAMs, 30s perturbation CAMs, 40s
-    perturbation pixel methods).
+    perturbation pixel methods); `scripted=False`: it cannot run on a TorchScript model (LRP
+    needs the layers of an nn.Module).
     """
 
     name: str
@@ -170,6 +171,7 @@ class MethodInfo:
     order: int = 100
     sign: Sign = "magnitude"
     caveats: tuple[Caveat, ...] = ()
+    scripted: bool = True  # False: it needs the layers of an nn.Module (LRP), not TorchScript
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -39,7 +39,7 @@ def list_methods(pattern: str = "*", *, torchscript: bool = False) -> list[Metho
 def _runs_scripted(info: MethodInfo) -> bool:
     """No layer (no forward hook can be put inside TorchScript) and no guided or deconvnet
     rule (no activation call is seen)."""
-    return not info.needs_layer and set(info.input_rules) <= {"plain"}
+    return info.scripted and not info.needs_layer and set(info.input_rules) <= {"plain"}
 
 
 def scripted_methods() -> list[str]:
