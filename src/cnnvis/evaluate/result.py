@@ -68,7 +68,8 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-    forwards: int = 0
+    forwards: int = 0  # the metrics' forward passes
+    planned: int = 0  # every forward pass, as announced before the run (see `cost`)
 
     @property
     def maps(self) -> list[str]:
