@@ -1,5 +1,6 @@
 """Agreement with Quantus (the metrics reference) on identical inputs and maps: cnnvis' deletion
-curve is Quantus' pixel flipping (Bach et al. 2015) with the same baseline, order and step."""
+curve is Quantus' pixel flipping (Bach et al. 2015) with the same baseline, order and step; the
+pointing games are its pointing game and attribution localisation."""
 
 from __future__ import annotations
 
@@ -61,3 +62,40 @@ def test_deletion_is_quantus_pixel_flipping(case):
     p0, p1 = float(ours.scores[0]), float(ours.scores[1])
     quantus_auc = float(np.trapezoid(theirs, dx=1.0))
     assert ours.value * STEPS - (p0 + p1) / 2 == pytest.approx(quantus_auc, rel=1e-5)
+
+
+def test_pointing_games_are_quantus_pointing_game_and_attribution_localisation(case):
+    """Eight signed maps against boxes: the pointing game at tolerance 0 is Quantus'
+    `PointingGame`; the energy-based game is its `AttributionLocalisation` on the positive
+    part (`positive_attributions=True`, `abs=False`)."""
+    from cnnvis.evaluate import box_mask, energy_pointing_game, pointing_game
+
+    model, x, target, _ = case
+    g = torch.Generator().manual_seed(13)
+    maps = torch.randn(8, SIDE, SIDE, generator=g)
+    corners = torch.randint(0, SIDE // 2, (8, 2), generator=g).tolist()
+    masks = torch.stack(
+        [box_mask((x0, y0, x0 + SIDE // 3, y0 + SIDE // 2), (SIDE, SIDE)) for x0, y0 in corners]
+    )
+    for k in range(8):  # the peak inside the box for even k, outside it for odd k
+        where = torch.nonzero(masks[k] if k % 2 == 0 else ~masks[k])[k]
+        maps[k, where[0], where[1]] = 5.0
+    hits = [pointing_game(m, s, tolerance=0) for m, s in zip(maps, masks, strict=True)]
+    shares = [energy_pointing_game(m, s) for m, s in zip(maps, masks, strict=True)]
+    call = {
+        "model": model,
+        "x_batch": x.expand(8, -1, -1, -1).numpy(),
+        "y_batch": np.full(8, target),
+        "a_batch": maps[:, None].numpy(),
+        "s_batch": masks[:, None].numpy().astype(np.float32),
+        "device": "cpu",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        their_hits = quantus.PointingGame(disable_warnings=True)(**call)
+        their_shares = quantus.AttributionLocalisation(
+            positive_attributions=True, abs=False, disable_warnings=True
+        )(**call)
+    assert hits == [1.0, 0.0] * 4
+    assert hits == [float(h) for h in their_hits]
+    np.testing.assert_allclose(shares, their_shares, rtol=1e-5)
