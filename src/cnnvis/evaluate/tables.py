@@ -123,7 +123,8 @@ def text_table(ev: Evaluation) -> str:
         counts = {m: ev.count(m) for m in metrics}
         if len(set(counts.values())) > 1:
             lines.append("images: " + ", ".join(f"{m} {n}" for m, n in counts.items()))
-        lines.append("± half the 95% bootstrap interval of the mean over the images")
+        if any("±" in text for text in cells.values()):
+            lines.append("± half the 95% bootstrap interval of the mean over the images")
     note = ev.verdict_note(comparisons)
     if comparisons and not note:
         lines += ["", f"verdicts ({STATISTICS}):", *verdict_lines(comparisons)]
