@@ -4,6 +4,11 @@ cnnvis draws them, with an index.html to look at them all (`make gallery`).
 python docs/gen_gallery.py                       # test-artifacts/gallery/index.html
 python docs/gen_gallery.py --reuse               # redraw from the maps computed last time
 python docs/gen_gallery.py --photos cat --methods grad-cam,rise
+python docs/gen_gallery.py --site --reuse        # the site's gallery: docs/gallery/ (committed)
+
+`--site` writes the documentation site's gallery instead: one small JPEG per method, model and
+photo in docs/gallery/ (committed, so the site builds in seconds) and docs/gallery/index.md,
+each picture with the exact call that made it; tests/docs re-renders one and compares.
 
 The maps are computed once per model and photo and kept in `maps/` (a cache of this script's
 own results, read back with `torch.load(weights_only=False)`), so a change to the display is
@@ -28,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-artifacts" / "gallery"
 PHOTOS = ("cat", "coffee", "rocket")
 MODELS = ("default",)
+SITE_MODELS = ("default", "offline:mobilenet_v2")
+SITE = ROOT / "docs" / "gallery"
+SITE_DPI = 60  # small pictures: the committed gallery stays about a megabyte
+SITE_QUALITY = 80
 TUTORIAL = ("gradient", "guided-backprop", "grad-cam", "guided-grad-cam")
 log = logging.getLogger("gallery")
 
@@ -82,6 +91,63 @@ def draw(explanations: list[Explanation], folder: Path) -> dict[str, str]:
     return files
 
 
+def site_picture(e: Explanation, path: Path) -> str:
+    """One method's figure as a small JPEG for the site's gallery; its file name."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    fig = render.explanation_figure([e])
+    png = render.figure_png(fig, SITE_DPI)
+    fig.clear()
+    Image.open(BytesIO(png)).convert("RGB").save(path, quality=SITE_QUALITY, optimize=True)
+    return path.name
+
+
+def site_call(model: str, photo: str, method: str) -> str:
+    """The exact call that makes a gallery picture."""
+    return (
+        f'e = cnnvis.explain(cnnvis.load_model("{model}"), "sample:{photo}", '
+        f'method="{method}")\ne.figure()'
+    )
+
+
+def site_page(sections: list[tuple[str, str, list[str]]], out: Path) -> Path:
+    """index.md of the site's gallery: a section per model and photo, each picture with its
+    call."""
+    lines = [
+        "# Gallery",
+        "",
+        "Every registered method on the offline pretrained models and the bundled photos, as "
+        "cnnvis draws it (signed maps red for the class and blue against it, the gradient "
+        "family as |map|, CAMs over the image). Regenerate with "
+        "`python docs/gen_gallery.py --site`; each picture shows the call that made it.",
+    ]
+    for model, photo, files in sections:
+        lines += ["", f"## {model} · {photo}", ""]
+        for name in files:
+            method = name.rsplit(".", 1)[0].split("--", 2)[-1]
+            lines += [
+                f"### {method} ({photo}, {model}) {{#{Path(name).stem}}}",
+                "",
+                f"![{method} on {photo}, {model}]({name})",
+                "",
+                "```python",
+                site_call(model, photo, method),
+                "```",
+                "",
+            ]
+    path = out / "index.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def site_name(model: str, photo: str, method: str) -> str:
+    """A gallery picture's file name: default--cat--grad-cam.jpg."""
+    safe = model.replace(":", "-")
+    return f"{safe}--{photo}--{method.replace('+', 'p')}.jpg"
+
+
 def index_html(sections: list[tuple[str, dict[str, str]]], out: Path) -> Path:
     """index.html: one section per model x photo, its figures in order."""
     parts = [
@@ -112,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--methods", default="all", help="comma-separated, or all")
     parser.add_argument("--reuse", action="store_true", help="redraw from the cached maps")
+    parser.add_argument("--site", action="store_true", help="the site's gallery: docs/gallery/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     methods = (
@@ -119,6 +186,21 @@ def main(argv: list[str] | None = None) -> None:
         if args.methods == "all"
         else args.methods.split(",")
     )
+    if args.site:
+        models = SITE_MODELS if args.models == ",".join(MODELS) else args.models.split(",")
+        site_sections = []
+        SITE.mkdir(parents=True, exist_ok=True)
+        for model in models:
+            for photo in args.photos.split(","):
+                cache = args.out / "maps" / f"{model.replace(':', '-')}-{photo}.pt"
+                explanations = compute(model, photo, methods, cache, args.reuse)
+                names = []
+                for e in explanations:
+                    name = site_name(model, photo, e.method)
+                    names.append(site_picture(e, SITE / name))
+                site_sections.append((model, photo, names))
+        print(site_page(site_sections, SITE))
+        return
     sections = []
     for model in args.models.split(","):
         for photo in args.photos.split(","):

@@ -181,9 +181,7 @@ def run_notebook() -> None:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(ROOT / "examples" / "tutorial.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3").execute(
-        cwd=str(ROOT / "examples")
-    )
+    NotebookClient(notebook, timeout=600, kernel_name="python3").execute(cwd=str(ROOT / "examples"))
     GENERATED.mkdir(exist_ok=True)
     nbformat.write(notebook, GENERATED / "tutorial.ipynb")
 

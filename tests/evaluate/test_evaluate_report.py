@@ -1,4 +1,4 @@
-"""`evaluate` end to end on a tiny model: determinism, flags, the user's model untouched, the
+"""`evaluate` end to end on a tiny model: determinism, comparisons and flags, the user's model untouched, the
 table, CSV, figures, HTML (a page, and a section of the report) and files; the `evaluate`
 command."""
 
@@ -83,28 +83,39 @@ def test_the_users_model_is_left_as_it_was():
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
 
 
-def test_flags_compare_means_in_the_right_direction():
+def test_each_method_is_compared_with_the_shared_baselines_and_its_own_reversed_order():
+    """Reversed orders only on the order-based metrics, never another method's; the direction
+    of the metric decides better or worse (8 images, every pair differing the same way)."""
+    images = [f"i{k}" for k in range(8)]
     ev = Evaluation(
-        "m", ["a"], ["random", "centre", "reversed:a"], ["deletion", "pointing-game"], ["i"], {}
-    )
-    ev.scores = [
-        Score("i", "a", "method", "deletion", 0.2),
-        Score("i", "random", "baseline", "deletion", 0.3),
-        Score("i", "centre", "baseline", "deletion", 0.1),
-        Score("i", "reversed:a", "baseline", "deletion", 0.2),
-        Score("i", "a", "method", "pointing-game", 1.0),
-        Score("i", "centre", "baseline", "pointing-game", 1.0),
-        Score("i", "random", "baseline", "pointing-game", 0.0),
-    ]
-    flagged = {(f.metric, f.baseline) for f in ev.flags}
-    assert flagged == {
-        ("deletion", "centre"),
-        ("deletion", "reversed:a"),
-        ("pointing-game", "centre"),
+        "m", ["a", "b"], ["random", "centre", "reversed:a", "reversed:b"],
+        ["deletion", "pointing-game"], images, {},
+    )  # fmt: skip
+    for k, i in enumerate(images):
+        small = 0.01 * k
+        ev.scores += [
+            Score(i, "a", "method", "deletion", 0.2 + small),
+            Score(i, "b", "method", "deletion", 0.2 + small),
+            Score(i, "random", "baseline", "deletion", 0.3 + 2 * small),
+            Score(i, "centre", "baseline", "deletion", 0.1),
+            Score(i, "reversed:a", "baseline", "deletion", 0.2 + small),
+            Score(i, "reversed:b", "baseline", "deletion", 0.5),
+            Score(i, "a", "method", "pointing-game", 1.0),
+            Score(i, "centre", "baseline", "pointing-game", 1.0),
+        ]
+    verdicts = {(c.method, c.baseline, c.metric): c.verdict for c in ev.comparisons()}
+    assert verdicts == {
+        ("a", "random", "deletion"): "better",
+        ("a", "centre", "deletion"): "worse",
+        ("a", "reversed:a", "deletion"): "no evidence",  # a tie on every image
+        ("a", "centre", "pointing-game"): "no evidence",
+        ("b", "random", "deletion"): "better",
+        ("b", "centre", "deletion"): "worse",
+        ("b", "reversed:b", "deletion"): "better",
     }
     text = ev.table()
-    assert "0.200!" in text and "centred" in text
-    assert "! does not beat a baseline:" in text
+    assert "! a worse than centre on deletion↓" in text
+    assert "no evidence either way in 2 of 7 comparisons" in text
 
 
 def test_a_map_that_survives_randomization_is_flagged():
@@ -118,7 +129,7 @@ def test_a_map_that_survives_randomization_is_flagged():
     assert [(f.method, f.baseline) for f in ev.flags] == [("a", "after fc")]
     assert "does not depend on those weights" in str(ev.flags[0])
     assert "! map ignores randomized weights:" in ev.table()
-    assert "does not beat a baseline" not in ev.table()
+    assert "verdicts" not in ev.table()
 
 
 def test_metric_names_and_groups():
@@ -159,7 +170,7 @@ def test_table_csv_figures_html_and_files(tiny_eval, tmp_path):
     html = (tmp_path / "evaluation.html").read_text()
     assert "<section class='cnnvis-eval' id='evaluation'>" in html
     assert html.count("data:image/png;base64,") == len(figs)
-    for name in ("scores.csv", "summary.csv", "curves.csv", "randomization.csv",
+    for name in ("scores.csv", "summary.csv", "verdicts.csv", "curves.csv", "randomization.csv",
                  "evaluation.html", "evaluation.json", "summary.png"):  # fmt: skip
         assert (tmp_path / name).is_file() and name in written
 

@@ -4,7 +4,8 @@ beside baselines that know nothing about the model.
     import cnnvis
     model = cnnvis.load_model()
     ev = cnnvis.evaluate(model, ["sample:cat", "sample:coffee"], methods=["grad-cam", "gradient"])
-    print(ev.table())          # mean per method x metric; '!' where a baseline does as well
+    print(ev.table())          # mean ± CI per map x metric; verdicts of paired tests
+    ev.comparisons()           # every method vs baseline: difference, CI, p, effect, verdict
     ev.save("cnnvis-out/evaluate")   # CSV, PNG figures, evaluation.html
     ev.html()                  # an HTML fragment for a report
 
@@ -12,7 +13,9 @@ The package itself is callable: `cnnvis.evaluate(...)` is `cnnvis.evaluate.evalu
 Metrics (see `METRICS`): deletion, insertion (RISE), average-drop, increase (Grad-CAM++),
 road-morf, road-lerf (ROAD), pointing-game, energy-pointing-game; randomization checks
 "cascading" and "independent" (Adebayo et al. 2018). Baselines: smooth random, centred
-Gaussian, Sobel edges, and each method's own reversed (least-relevant-first) order.
+Gaussian, Sobel edges, and each method's own reversed (least-relevant-first) order. Each
+method-versus-baseline comparison is paired over the images (`verdicts`: bootstrap interval,
+Wilcoxon signed-rank test, rank-biserial effect; better, worse or no evidence).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from .result import Evaluation, Flag, Score
 from .runner import evaluate
 from .sanity import MODES, RandomizationResult, model_randomization, randomization_groups
 from .similarity import MEASURES, hog_similarity, spearman, ssim
+from .verdicts import Comparison, Interval, compare
 
 __all__ = [
     "BASELINES",
@@ -58,10 +62,12 @@ __all__ = [
     "SUBSTRATES",
     "Annotation",
     "Boxes",
+    "Comparison",
     "Curve",
     "Evaluation",
     "EvaluationError",
     "Flag",
+    "Interval",
     "Metric",
     "RandomizationResult",
     "Score",
@@ -69,6 +75,7 @@ __all__ = [
     "blur",
     "box_mask",
     "centre_gaussian",
+    "compare",
     "deletion_insertion",
     "energy_pointing_game",
     "evaluate",

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from .metrics import METRICS, RANDOMIZATION_MODES
 from .similarity import unit_scale
-from .tables import ARROW, flagged_pairs, fmt_value
+from .tables import ARROW, fmt_value, marked_pairs
 
 if TYPE_CHECKING:
     from .result import Evaluation
@@ -114,8 +114,8 @@ def curves_figure(ev: Evaluation, image: str) -> Figure:
 
 def summary_figure(ev: Evaluation) -> Figure:
     """Method x metric means; colour = rank within the column (green best); red '!' = the
-    method does not beat every baseline on that metric."""
-    summary, marked = ev.summary(), flagged_pairs(ev.flags)
+    method is worse than a baseline on that metric, '+' better than all (paired tests)."""
+    summary, marks = ev.summary(), marked_pairs(ev.comparisons())
     metrics = [m for m in ev.metrics if m in METRICS]
     names = ev.maps
     fig = _figure(1.5 + 1.25 * max(1, len(metrics)), 1.2 + 0.34 * len(names))
@@ -132,15 +132,15 @@ def summary_figure(ev: Evaluation) -> Figure:
     for i, name in enumerate(names):
         for j, metric in enumerate(metrics):
             value = summary.get(name, {}).get(metric)
-            flag = (name, metric) in marked
+            mark = marks.get((name, metric), "")
             ax.text(
                 j,
                 i,
-                fmt_value(value) + ("!" if flag else ""),
+                fmt_value(value) + mark,
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="#b42318" if flag else "black",
+                color={"!": "#b42318", "+": "#067647"}.get(mark, "black"),
                 fontweight="bold" if name in ev.methods else "normal",
             )
     ax.set_xticks(
@@ -153,7 +153,11 @@ def summary_figure(ev: Evaluation) -> Figure:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     if ev.methods and ev.baselines:
         ax.axhline(len(ev.methods) - 0.5, color="black", lw=1.5)
-    ax.set_title(f"mean over {len(ev.images)} image(s); ! = no better than a baseline", fontsize=9)
+    ax.set_title(
+        f"mean over {len(ev.images)} image(s); ! worse than a baseline, + better than all "
+        "(paired tests)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 

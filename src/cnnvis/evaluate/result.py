@@ -1,5 +1,6 @@
-"""What `evaluate` returns: per-image scores, curves, randomization results, and the flags
-raised where a method does no better than a baseline."""
+"""What `evaluate` returns: per-image scores, curves, randomization results; every method
+compared with every baseline, paired over the images (`verdicts`); and the flags raised where a
+map ignores randomized weights."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 from .baselines import ORDER_METRICS, REVERSED_PREFIX, SHARED_BASELINES
 from .faithfulness import Curve
-from .metrics import METRICS, RANDOMIZATION_MODES
+from .metrics import METRICS
+from .protocol import stable_seed
 from .sanity import RandomizationResult
+from .verdicts import MIN_IMAGES, Comparison, Interval, compare, mean_interval, too_few_note
 
 INSENSITIVE = 0.5  # Spearman |.| and signed, mean over images: the map did not change
 
@@ -28,7 +31,8 @@ class Score:
 
 @dataclass(frozen=True)
 class Flag:
-    """A method that does not beat a baseline on a metric (or fails a sanity check)."""
+    """A method whose map survives the cascading randomization of the model's weights (a
+    sanity-check failure); comparisons with baselines are `Comparison`s (see `verdicts`)."""
 
     method: str
     metric: str
@@ -38,19 +42,12 @@ class Flag:
     note: str = ""
 
     def __str__(self) -> str:
-        if self.metric in RANDOMIZATION_MODES:
-            return (
-                f"{self.method}: its map barely changes under {self.metric} randomization, "
-                f"{self.baseline} (Spearman with and without |.| at least {self.value:.2f}, "
-                f"mean over images; >= {self.baseline_value:.2f} flags it): it does not depend "
-                "on those weights"
-            )
-        better = METRICS[self.metric].better
-        text = (
-            f"{self.method} does not beat {self.baseline} on {self.metric} "
-            f"({self.value:.3f} vs {self.baseline_value:.3f}; {better} is better)"
+        return (
+            f"{self.method}: its map barely changes under {self.metric} randomization, "
+            f"{self.baseline} (Spearman with and without |.| at least {self.value:.2f}, "
+            f"mean over images; >= {self.baseline_value:.2f} flags it): it does not depend "
+            "on those weights"
         )
-        return f"{text}: {self.note}" if self.note else text
 
 
 @dataclass
@@ -71,7 +68,8 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-    forwards: int = 0
+    forwards: int = 0  # the metrics' forward passes
+    planned: int = 0  # every forward pass, as announced before the run (see `cost`)
 
     @property
     def maps(self) -> list[str]:
@@ -101,32 +99,72 @@ class Evaluation:
         """How many images have a value for `metric` (e.g. those with boxes)."""
         return len({s.image for s in self.scores if s.metric == metric})
 
-    @property
-    def flags(self) -> list[Flag]:
-        """Every (method, metric, baseline) where the method's mean is not strictly better, and
-        every method whose map survives full cascading randomization."""
-        summary = self.summary()
-        found: list[Flag] = []
+    def interval(self, map: str, metric: str) -> Interval:
+        """The mean of `map` on `metric` over the images and its 95% bootstrap interval."""
+        values = [s.value for s in self.scores if s.map == map and s.metric == metric]
+        return mean_interval(values, seed=stable_seed(self._seed, map, metric))
+
+    def comparisons(self) -> list[Comparison]:
+        """Every method against every baseline on every per-image metric it was scored on
+        (shared baselines, and the method's own reversed order on the order-based metrics),
+        paired over the images that have both values; see `verdicts.compare`."""
+        by_map: dict[tuple[str, str], dict[str, float]] = {}
+        for s in self.scores:
+            by_map.setdefault((s.map, s.metric), {})[s.image] = s.value
+        found: list[Comparison] = []
         for method in self.methods:
-            mine = summary.get(method, {})
             for metric in self.metrics:
-                if metric not in METRICS or metric not in mine:
+                mine = by_map.get((method, metric))
+                if metric not in METRICS or not mine:
                     continue
-                bases = list(SHARED_BASELINES)
+                bases = [b for b in self.baselines if b in SHARED_BASELINES]
                 if metric in ORDER_METRICS:
                     bases.append(f"{REVERSED_PREFIX}{method}")
                 for base in bases:
-                    other = summary.get(base, {}).get(metric)
-                    if other is None or METRICS[metric].beats(mine[metric], other):
+                    theirs = by_map.get((base, metric))
+                    images = [i for i in self.images if i in mine and theirs and i in theirs]
+                    if not theirs or not images:
                         continue
-                    note = ""
-                    if base == "centre" and METRICS[metric].group == "localisation":
-                        note = (
-                            "objects in photos are mostly centred, so the centre baseline is strong"
+                    found.append(
+                        compare(
+                            [mine[i] for i in images],
+                            [theirs[i] for i in images],
+                            better="lower" if METRICS[metric].better == "lower" else "higher",
+                            method=method,
+                            baseline=base,
+                            metric=metric,
+                            seed=stable_seed(self._seed, method, base, metric),
                         )
-                    found.append(Flag(method, metric, base, mine[metric], other, note))
-        found += self._insensitive()
+                    )
         return found
+
+    def verdict_note(self, comparisons: list[Comparison] | None = None) -> str:
+        """The one sentence said instead of verdicts where too few images were compared
+        ("" when every metric had enough)."""
+        found = self.comparisons() if comparisons is None else comparisons
+        most: dict[str, int] = {}
+        for c in found:
+            most[c.metric] = max(most.get(c.metric, 0), c.n)
+        few = [m for m, n in most.items() if n < MIN_IMAGES]
+        if not few:
+            return ""
+        if len(few) == len(most):
+            return too_few_note(max(most.values()))
+        counts = ", ".join(f"{m} ({most[m]})" for m in few)
+        return (
+            f"no verdicts on {counts}: fewer than {MIN_IMAGES} images had these scores, too few "
+            "for the paired test to reach p < 0.05"
+        )
+
+    @property
+    def _seed(self) -> int:
+        return int(self.protocol.get("seed", 0) or 0)
+
+    @property
+    def flags(self) -> list[Flag]:
+        """Every method whose map survives cascading randomization (see `_insensitive`);
+        comparisons with the baselines are `comparisons()`."""
+        return self._insensitive()
 
     def _insensitive(self) -> list[Flag]:
         """Cascading randomization: a method whose map keeps both Spearman correlations (with
@@ -153,7 +191,7 @@ class Evaluation:
     # outputs (text in .tables, drawing in .figures, HTML in .html_section, files in .saving)
 
     def table(self) -> str:
-        """The terminal table: mean per map x metric, flags and notes below."""
+        """The terminal table: mean ± CI per map x metric, verdicts, flags and notes below."""
         from .tables import text_table
 
         return text_table(self)

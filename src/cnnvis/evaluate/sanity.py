@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -126,11 +126,14 @@ def model_randomization(
     groups: int | None = None,
     measures: tuple[str, ...] = MEASURES,
     name: str = "image",
+    on_step: Callable[[], None] | None = None,
 ) -> RandomizationResult:
     """Cascading or independent randomization of a copy of `model`, one image.
 
     `groups` limits the steps to the top `groups` groups (all by default); `layer` is the CAM
-    layer (default: the model's default layer), resolved once on the trained model.
+    layer (default: the model's default layer), resolved once on the trained model. `on_step`,
+    when given, is called after each explanation (the trained model's, then one per group):
+    one recorded forward each.
     """
     if mode not in MODES:
         raise EvaluationError(f"randomization mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -141,6 +144,8 @@ def model_randomization(
     layers = requested_layers(lm.module, layer, needed=needed, input_shape=tuple(x.shape))
     layer = layers[0] if layers else None
     trained = explain_many(lm, x, list(methods), layers or None, target, output=output)
+    if on_step is not None:
+        on_step()
     first = next(iter(trained.values()))
     t, t_name = first.targets[0], first.target_names[0]
     reference = {
@@ -171,6 +176,8 @@ def model_randomization(
             saved = {k: v.clone() for k, v in work.state_dict().items() if _under(k, modules)}
         randomize_(work, modules, generator)
         now = _maps(copy_lm, x, names, layer, t, output)
+        if on_step is not None:
+            on_step()
         result.steps.append(label)
         for n in names:
             for measure, value in similarities(reference[n], now[n], measures).items():

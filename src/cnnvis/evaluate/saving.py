@@ -4,19 +4,28 @@ machine-readable summary."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .figures import rendered
 from .html_section import html_section
-from .tables import curves_csv, randomization_csv, scores_csv, summary_csv
+from .tables import (
+    curves_csv,
+    randomization_csv,
+    scores_csv,
+    summary_csv,
+    verdict_row,
+    verdicts_csv,
+)
+from .verdicts import ALPHA, EFFECT, LEVEL, RESAMPLES
 
 if TYPE_CHECKING:
     from .result import Evaluation
 
 
 def save(ev: Evaluation, folder: Path) -> dict[str, Path]:
-    """Write scores.csv, summary.csv, curves.csv, randomization.csv, one PNG per figure,
+    """Write scores.csv, summary.csv, verdicts.csv, curves.csv, randomization.csv, one PNG per figure,
     evaluation.json and evaluation.html (a full page around `html_section`)."""
     from ..html import page
 
@@ -31,6 +40,7 @@ def save(ev: Evaluation, folder: Path) -> dict[str, Path]:
     if ev.scores:
         put("scores.csv", scores_csv(ev))
         put("summary.csv", summary_csv(ev))
+        put("verdicts.csv", verdicts_csv(ev))
     if ev.curves:
         put("curves.csv", curves_csv(ev))
     if ev.randomization:
@@ -46,7 +56,20 @@ def save(ev: Evaluation, folder: Path) -> dict[str, Path]:
 
 
 def to_json(ev: Evaluation) -> dict[str, Any]:
-    """A machine-readable summary: protocol, means, flags, notes, targets, timings."""
+    """A machine-readable summary: protocol, means with intervals, verdicts, flags, notes,
+    targets, timings (NaN written as null)."""
+    comparisons = ev.comparisons()
+    intervals: dict[str, dict[str, Any]] = {}
+    for name in ev.maps:
+        for metric in ev.metrics:
+            interval = ev.interval(name, metric)
+            if interval.n:
+                intervals.setdefault(name, {})[metric] = {
+                    "mean": interval.mean,
+                    "ci_low": _number(interval.low),
+                    "ci_high": _number(interval.high),
+                    "images": interval.n,
+                }
     return {
         "model": ev.model,
         "images": ev.images,
@@ -57,6 +80,16 @@ def to_json(ev: Evaluation) -> dict[str, Any]:
             k: {"index": v[0], "name": v[1], "probability": v[2]} for k, v in ev.targets.items()
         },
         "summary": ev.summary(),
+        "intervals": intervals,
+        "statistics": {
+            "difference": "method - baseline, paired by image",
+            "interval": f"{LEVEL:.0%} percentile bootstrap of the mean, {RESAMPLES} resamples",
+            "test": "Wilcoxon signed-rank, two-sided (zero differences dropped)",
+            "effect": EFFECT,
+            "alpha": ALPHA,
+        },
+        "verdicts": [{**verdict_row(c), "text": str(c)} for c in comparisons],
+        "verdict_note": ev.verdict_note(comparisons),
         "flags": [
             {
                 "method": f.method,
@@ -78,3 +111,7 @@ def to_json(ev: Evaluation) -> dict[str, Any]:
         "forwards": ev.forwards,
         "seconds": ev.seconds,
     }
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value

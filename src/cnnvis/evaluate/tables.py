@@ -1,5 +1,5 @@
-"""An evaluation as text: the terminal table and the CSV files (scores, summary, curves,
-randomization), and the formatting the HTML section shares with them."""
+"""An evaluation as text: the terminal table and the CSV files (scores, summary, verdicts,
+curves, randomization), and the formatting the HTML section shares with them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from .metrics import METRICS, RANDOMIZATION_MODES
 
 if TYPE_CHECKING:
-    from .result import Evaluation, Flag
+    from .result import Evaluation
+    from .verdicts import Comparison, Interval
 
 ARROW = {"lower": "↓", "higher": "↑"}
 
@@ -32,45 +33,110 @@ def header_line(ev: Evaluation, methods: str = "") -> str:
     return ", ".join([*parts, f"{ev.seconds:.1f} s"])
 
 
-def flagged_pairs(flags: Sequence[Flag]) -> set[tuple[str, str]]:
-    """The (method, metric) pairs that have a flag."""
-    return {(f.method, f.metric) for f in flags}
+def marked_pairs(comparisons: Sequence[Comparison]) -> dict[tuple[str, str], str]:
+    """The mark of each (method, metric) cell: "!" when the method is worse than some baseline
+    (a significant paired difference), "+" when it is better than every baseline it was
+    compared with; no mark otherwise (no evidence either way, ties included)."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for c in comparisons:
+        grouped.setdefault((c.method, c.metric), []).append(c.verdict)
+    marks = {}
+    for key, verdicts in grouped.items():
+        if "worse" in verdicts:
+            marks[key] = "!"
+        elif all(v == "better" for v in verdicts):
+            marks[key] = "+"
+    return marks
+
+
+def cell(interval: Interval) -> str:
+    """A table cell: mean ± half the 95% interval ("0.195±0.040"); the mean alone with one
+    image; "-" with none."""
+    if interval.n == 0:
+        return "-"
+    if math.isnan(interval.half_width):
+        return fmt_value(interval.mean)
+    return f"{interval.mean:.3f}±{interval.half_width:.3f}"
+
+
+STATISTICS = (
+    "paired over images: mean difference method - baseline [95% bootstrap CI], Wilcoxon "
+    "signed-rank p, matched-pairs rank-biserial r; alpha 0.05 per comparison"
+)
+
+
+def verdict_lines(comparisons: Sequence[Comparison]) -> list[str]:
+    """One line per comparison with a verdict ("+" better, "!" worse), then how many showed
+    no evidence either way."""
+    lines = []
+    for c in comparisons:
+        if c.verdict == "no evidence":
+            continue
+        mark = "+" if c.verdict == "better" else "!"
+        lines.append(
+            f"  {mark} {c.method} {c.verdict} than {c.baseline} on {c.metric}"
+            f"{ARROW[c.better]}: {c.mean:+.3f} [{c.low:+.3f}, {c.high:+.3f}], "
+            f"p {c.p:.3g}, r {c.effect:+.2f}, {c.n} images"
+        )
+    quiet = sum(c.verdict == "no evidence" for c in comparisons)
+    if quiet:
+        lines.append(
+            f"  no evidence either way in {quiet} of {len(comparisons)} comparisons "
+            "(ties included; see verdicts.csv)"
+        )
+    return lines
 
 
 # ----------------------------------------------------------------------------- text
 
 
 def text_table(ev: Evaluation) -> str:
-    """Mean per map x metric (↓ lower / ↑ higher is better); '!' marks a method that does not
-    beat every baseline on that metric; flags, randomization and notes follow."""
-    summary, flags = ev.summary(), ev.flags
-    marked = flagged_pairs(flags)
+    """Mean ± 95% CI per map x metric (↓ lower / ↑ higher is better), "!" where a method is
+    worse than a baseline and "+" where it is better than all of them (paired tests over the
+    images); the verdicts, randomization, flags and notes follow."""
+    comparisons = ev.comparisons()
+    marks = marked_pairs(comparisons)
     metrics = [m for m in ev.metrics if m in METRICS]
     lines = [f"cnnvis evaluate: {header_line(ev)}"]
     if metrics:
         names = [*ev.methods, *ev.baselines]
-        width = max(12, *(len(n) + 2 for n in names))
+        width = max(12, *(len(n) + 3 for n in names))
         heads = [f"{m}{ARROW[METRICS[m].better]}" for m in metrics]
-        cols = [max(9, len(h)) for h in heads]
+        cells = {(n, m): cell(ev.interval(n, m)) for n in names for m in metrics}
+        cols = [
+            max(9, len(h), *(len(cells[n, m]) for n in names))
+            for h, m in zip(heads, metrics, strict=True)
+        ]
         lines.append("")
-        lines.append(" " * width + "  ".join(h.rjust(c) for h, c in zip(heads, cols, strict=True)))
+        lines.append(
+            " " * width + "  ".join(h.rjust(c + 1) for h, c in zip(heads, cols, strict=True))
+        )
         for name in names:
             label = name if name in ev.methods else f"  {name}"
-            cells = []
-            for metric, c in zip(metrics, cols, strict=True):
-                text = fmt_value(summary.get(name, {}).get(metric))
-                text += "!" if (name, metric) in marked else " "
-                cells.append(text.rjust(c))
-            lines.append(label.ljust(width) + "  ".join(cells))
+            row = [
+                cells[name, m].rjust(c) + marks.get((name, m), " ")
+                for m, c in zip(metrics, cols, strict=True)
+            ]
+            lines.append(label.ljust(width) + "  ".join(row))
             if name == ev.methods[-1] and ev.baselines:
                 lines.append("  baselines:")
         counts = {m: ev.count(m) for m in metrics}
         if len(set(counts.values())) > 1:
             lines.append("images: " + ", ".join(f"{m} {n}" for m, n in counts.items()))
+        if any("±" in text for text in cells.values()):
+            lines.append("± half the 95% bootstrap interval of the mean over the images")
+    note = ev.verdict_note(comparisons)
+    if comparisons and not note:
+        lines += ["", f"verdicts ({STATISTICS}):", *verdict_lines(comparisons)]
+    elif note:
+        lines += ["", note]
+        if any(c.verdict != "no evidence" for c in comparisons):
+            lines += [f"verdicts ({STATISTICS}):", *verdict_lines(comparisons)]
     for result in _randomization_summary(ev):
         lines += ["", *result]
+    flags = ev.flags
     if flags:
-        lines += ["", f"! {flag_heading(flags)}:", *flag_lines(flags)]
+        lines += ["", "! map ignores randomized weights:", *[f"  {f}" for f in flags]]
     if ev.notes:
         lines += ["", "notes:"]
         lines += [f"  {n}" for n in ev.notes]
@@ -117,36 +183,6 @@ def _at(values: Sequence[float], at: int) -> float:
     return min(values[1:]) if at < 0 else values[at]
 
 
-def flag_heading(flags: Sequence[Flag]) -> str:
-    """What the flags say, e.g. "does not beat a baseline / map ignores randomized weights"."""
-    reasons = []
-    if any(f.metric in METRICS for f in flags):
-        reasons.append("does not beat a baseline")
-    if any(f.metric in RANDOMIZATION_MODES for f in flags):
-        reasons.append("map ignores randomized weights")
-    return " / ".join(reasons)
-
-
-def flag_lines(flags: Sequence[Flag]) -> list[str]:
-    """One line per method and metric, the baselines it does not beat listed together."""
-    grouped: dict[tuple[str, str], list[Flag]] = {}
-    for f in flags:
-        grouped.setdefault((f.method, f.metric), []).append(f)
-    lines = []
-    for (method, metric), group in grouped.items():
-        if metric in RANDOMIZATION_MODES:
-            lines += [f"  {f}" for f in group]
-            continue
-        others = ", ".join(f"{f.baseline} {f.baseline_value:.3f}" for f in group)
-        notes = {f.note for f in group if f.note}
-        line = (
-            f"  {method} on {metric} ({METRICS[metric].better} is better): {group[0].value:.3f}, "
-            f"not better than {others}"
-        )
-        lines.append(line + (f" ({'; '.join(sorted(notes))})" if notes else ""))
-    return lines
-
-
 # ----------------------------------------------------------------------------- CSV
 
 
@@ -184,28 +220,60 @@ def scores_csv(ev: Evaluation) -> str:
 
 
 def summary_csv(ev: Evaluation) -> str:
-    """map, role, metric, mean, images, better, flagged (the baselines it does not beat)."""
-    summary, flags = ev.summary(), ev.flags
+    """map, role, metric, mean, ci_low, ci_high (95% bootstrap over the images), images,
+    better."""
     rows: list[list[Any]] = [
-        ["map", "role", "metric", "mean", "images", "better", "not_better_than"]
+        ["map", "role", "metric", "mean", "ci_low", "ci_high", "images", "better"]
     ]
     for name in ev.maps:
         for metric in ev.metrics:
-            if metric not in METRICS or metric not in summary.get(name, {}):
+            if metric not in METRICS:
                 continue
-            lost = [f.baseline for f in flags if f.method == name and f.metric == metric]
+            interval = ev.interval(name, metric)
+            if interval.n == 0:
+                continue
             role = "method" if name in ev.methods else "baseline"
             rows.append(
                 [
                     name,
                     role,
                     metric,
-                    repr(summary[name][metric]),
-                    ev.count(metric),
+                    repr(interval.mean),
+                    repr(interval.low),
+                    repr(interval.high),
+                    interval.n,
                     METRICS[metric].better,
-                    " ".join(lost),
                 ]
             )
+    return _csv(rows)
+
+
+VERDICT_COLUMNS = (
+    "method", "baseline", "metric", "better", "images", "method_mean", "baseline_mean",
+    "mean", "ci_low", "ci_high", "p", "effect", "verdict",
+)  # fmt: skip
+
+
+def verdict_row(c: Comparison) -> dict[str, Any]:
+    """A comparison as the CSV and JSON carry it: `mean` is the mean difference method -
+    baseline, `ci_low`/`ci_high` its 95% bootstrap interval, `p` the Wilcoxon signed-rank
+    p-value, `effect` the matched-pairs rank-biserial correlation (None for NaN)."""
+    values = (
+        c.method, c.baseline, c.metric, c.better, c.n, c.method_mean, c.baseline_mean,
+        c.mean, c.low, c.high, c.p, c.effect, c.verdict,
+    )  # fmt: skip
+    return {
+        k: None if isinstance(v, float) and math.isnan(v) else v
+        for k, v in zip(VERDICT_COLUMNS, values, strict=True)
+    }
+
+
+def verdicts_csv(ev: Evaluation) -> str:
+    """One row per method x baseline x metric comparison (`VERDICT_COLUMNS`)."""
+    rows: list[list[Any]] = [list(VERDICT_COLUMNS)]
+    for c in ev.comparisons():
+        row = verdict_row(c)
+        rows.append(["" if row[k] is None else row[k] for k in VERDICT_COLUMNS])
     return _csv(rows)
 
 
