@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from .capture import Recording, check_finite_logits, record
-from .errors import CnnvisError, Hint, ImageError, LayerError, MethodError
+from .errors import CnnvisError, Hint, ImageError, LayerError, MethodError, ParamError
 from .explanation import Explanation, Prediction, Sweep
 from .forwards import guarded_forward, no_autocast
 from .layers import probe, requested_layers, sweep_layers
-from .methods import MethodInfo, get_method
+from .methods import MethodInfo, check_params, get_method
 from .model import (
     LoadedModel,
     as_loaded,
@@ -200,6 +200,7 @@ def explain_many(
     infos = list({info.name: info for info in map(_method, names)}.values())
     if not infos:
         raise MethodError("no method given", hint=Hint("methods"))
+    _check_params(params)
     if is_scripted(unwrap(lm.module)):
         infos = _without_layer_methods(infos, failures)
     notes: list[str] = []
@@ -264,6 +265,17 @@ def _method(name: Any) -> MethodInfo:
             hint=Hint("methods"),
         )
     return get_method(name)
+
+
+def _check_params(params: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """A ParamError for a parameter a method does not take, before any pass runs."""
+    for name, values in (params or {}).items():
+        if not isinstance(values, Mapping):
+            raise ParamError(
+                f"params[{name!r}] must map parameter names to values, e.g. "
+                f"{{{name!r}: {{'steps': 64}}}}; got {type(values).__name__}"
+            )
+        check_params(_method(name), values)
 
 
 def _without_layer_methods(

@@ -19,6 +19,8 @@ LayerError          5          a layer name does not exist, or the layer (or mod
 MethodError         6          an unknown method, a bad method parameter, a method that
                                cannot run on this model (CAM without a GAP head, layer
                                methods on TorchScript), or a map with NaN / infinity
+ParamError          6          a method parameter the method does not have (a
+                               `MethodError`; its message names the valid ones)
 TargetError         7          a target out of range, a list of the wrong length, an
                                unknown class name, or of a type that is not a class
 ==================  =========  ==========================================================
@@ -129,6 +131,11 @@ class MethodError(CnnvisError, ValueError):
     """An unknown method, or a method that cannot run on this model (e.g. CAM without a GAP head)."""
 
     exit_code = 6
+
+
+class ParamError(MethodError):
+    """A method parameter the method does not have (or not METHOD.NAME=VALUE); the message
+    names the method's valid parameters. A `MethodError`, with its exit code."""
 
 
 class TargetError(CnnvisError, ValueError):

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CnnvisError, Hint, ImageError, MethodError, closest
+from ..errors import CnnvisError, Hint, ImageError, MethodError, ParamError, closest
 from ..explanation import Prediction
-from ..methods import MethodInfo, get_method, list_methods, scripted_methods
+from ..methods import MethodInfo, check_params, get_method, list_methods, scripted_methods
 from ..model import LoadedModel
 
 
@@ -172,23 +172,26 @@ def parse_method(name: str) -> MethodInfo:
 
 
 def parse_params(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{method: {name: value}} from 'METHOD.NAME=VALUE' strings (values as JSON if they parse)."""
+    """{method: {name: value}} from 'METHOD.NAME=VALUE' strings (values as JSON if they parse);
+    a name the method does not take is a ParamError naming the ones it does."""
     params: dict[str, dict[str, Any]] = {}
     for spec in specs:
         key, sep, text = spec.partition("=")
         method, dot, name = key.strip().partition(".")
         if not (sep and dot and method and name):
-            raise MethodError(
+            raise ParamError(
                 f"--param {spec!r} is not METHOD.NAME=VALUE, e.g. integrated-gradients.steps=64"
             )
         method = parse_method(method).name
         if method not in methods:
-            raise MethodError(f"--param {spec!r} is for {method}, which is not in --method")
+            raise ParamError(f"--param {spec!r} is for {method}, which is not in --method")
         try:
             value = json.loads(text)
         except ValueError:
             value = text
         params.setdefault(method, {})[name.strip()] = value
+    for method, values in params.items():
+        check_params(get_method(method), values)
     return params
 
 
