@@ -38,3 +38,19 @@ def test_bad_param_spelling_is_a_param_error(capsys):
     assert code == 6 and "METHOD.NAME=VALUE" in err
     with pytest.raises(ParamError, match="not in --method"):
         parse_params(["rise.masks=10"], ["grad-cam"])
+
+
+def test_stdout_names_the_class_explained(tmp_path, capsys):
+    """A class outside the top-k table is still named, with its index and probability."""
+    argv = ["explain", "sample:cat", "sample:coffee", *R18, "--method", "grad-cam"]
+    argv += ["--target", "persian cat", "--top-k", "2", "--out", str(tmp_path / "a")]
+    code, out, err = run(capsys, argv)
+    assert code == 0, err
+    lines = [line.strip() for line in out.splitlines() if "explained" in line]
+    assert len(lines) == 2 and all(
+        line.startswith("explained class 283 Persian cat (p=") for line in lines
+    )
+    argv = ["explain", "sample:cat", *R18, "--method", "grad-cam", "--out", str(tmp_path / "b")]
+    code, out, err = run(capsys, argv)
+    top1 = out.splitlines()[2].split()  # the table's first row: 1 NAME... INDEX P
+    assert code == 0 and f"explained class {top1[-2]} " in out

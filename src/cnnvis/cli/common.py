@@ -314,6 +314,16 @@ def print_predictions(
         print(f"   {mark}{rank:>2}  {p.name:<{width}}  {p.index:>5}  {p.probability:6.1%}")
 
 
+def explained(target: dict[str, Any]) -> str:
+    """What was explained, in words: 'explained class 281 tabby (p=0.53)', or 'explained unit
+    blocks.5:3' for a unit target (its index is -1 and it has no probability)."""
+    index, name, p = target["index"], target["name"], target["probability"]
+    if index is None or index < 0:
+        return f"explained unit {name}"
+    shown = f"{p:.2f}" if p >= 0.005 else f"{p:.1e}"
+    return f"explained class {index} {name} (p={shown})"
+
+
 def dump_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
 
