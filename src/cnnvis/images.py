@@ -274,7 +274,7 @@ def _decode(
     except Image.DecompressionBombError as e:  # over Pillow's guard, so over our limit too
         size = _header_size(fh, e)
         raise ImageError(
-            f"{label} is too large to decode safely: {_too_many(size, max_pixels)}",
+            f"{label} {_be(label)} too large to decode safely: {_too_many(size, max_pixels)}",
             hint=Hint("max-pixels"),
         ) from e
     except UnidentifiedImageError as e:
@@ -321,9 +321,14 @@ def _header_size(fh: Any, error: Exception) -> tuple[int, int]:
             Image.MAX_IMAGE_PIXELS = previous
 
 
+def _be(label: str) -> str:
+    """'is', or 'are' for a plural subject such as "the image bytes"."""
+    return "are" if label.endswith("bytes") else "is"
+
+
 def _damaged(label: str, error: Exception) -> str:
     return (
-        f"{label} is damaged or truncated and cannot be decoded ({type(error).__name__}: "
+        f"{label} {_be(label)} damaged or truncated and cannot be decoded ({type(error).__name__}: "
         f"{error}); re-download or re-export it"
     )
 
@@ -331,9 +336,9 @@ def _damaged(label: str, error: Exception) -> str:
 def _not_an_image(label: str, head: bytes) -> str:
     """The message for a file PIL does not recognise, naming a PDF when it is one."""
     if head.startswith(b"%PDF"):
-        return f"{label} is a PDF document, not an image; export the page as PNG or JPEG"
+        return f"{label} {_be(label)} a PDF document, not an image; export the page as PNG or JPEG"
     return (
-        f"{label} is not an image in a format cnnvis can read (unknown or unsupported); "
+        f"{label} {_be(label)} not an image in a format cnnvis can read (unknown or unsupported); "
         "convert it to PNG or JPEG"
     )
 
@@ -343,9 +348,13 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, label: str) -> None:
     before decoding)."""
     width, height = size
     if width < 1 or height < 1:
-        raise ImageError(f"{label} is {width}x{height} pixels, which is empty; pass a real image")
+        raise ImageError(
+            f"{label} {_be(label)} {width}x{height} pixels, which is empty; pass a real image"
+        )
     if width * height > max_pixels:
-        raise ImageError(f"{label} is {_too_many(size, max_pixels)}", hint=Hint("max-pixels"))
+        raise ImageError(
+            f"{label} {_be(label)} {_too_many(size, max_pixels)}", hint=Hint("max-pixels")
+        )
 
 
 def _too_many(size: tuple[int, int], max_pixels: int) -> str:
