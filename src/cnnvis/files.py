@@ -5,7 +5,7 @@
 (default: the `CNNVIS_MAX_FILE_BYTES` environment variable, else 256 MiB), in capped chunks, so a
 file that grows while it is read cannot take more. `walk_folders` walks a folder tree following
 symlinked folders once each: a folder already walked (same device and inode) is not walked again,
-so a symlink loop ends.
+so a symlink loop ends; `image_files` lists the images of a folder tree through it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from pathlib import Path
 
 from .errors import ImageError
 
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
 DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 MAX_FILE_BYTES_ENV = "CNNVIS_MAX_FILE_BYTES"
 CHUNK_BYTES = 2**20
@@ -106,3 +109,18 @@ def walk_folders(
                 visited.add(key)
                 kept.append(name)
         dirnames[:] = kept
+
+
+def image_files(root: str | os.PathLike[str]) -> list[Path]:
+    """The image files (by suffix) in the folder tree at `root`, sorted by their path under it;
+    hidden files and folders (".name") are left out, and symlinked folders are walked once
+    (`walk_folders`)."""
+    found = []
+    for dirpath, dirnames, filenames in walk_folders(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [
+            Path(dirpath) / name
+            for name in filenames
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        ]
+    return sorted(found, key=lambda path: path.relative_to(root).as_posix())

@@ -3,7 +3,10 @@ explained class on stdout, folders taken as image lists."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from PIL import Image
 
 from cnnvis.cli import main
 
@@ -54,3 +57,26 @@ def test_stdout_names_the_class_explained(tmp_path, capsys):
     code, out, err = run(capsys, argv)
     top1 = out.splitlines()[2].split()  # the table's first row: 1 NAME... INDEX P
     assert code == 0 and f"explained class {top1[-2]} " in out
+
+
+def test_explain_and_classify_take_a_folder(tmp_path, capsys):
+    """A folder is its tree's image files, in order (hidden ones and other files left out); a
+    folder without images is a failure that says so."""
+    photos = tmp_path / "photos"
+    (photos / "b").mkdir(parents=True)
+    (photos / ".hidden").mkdir()
+    for path in (photos / "z.png", photos / "b" / "z.jpg", photos / ".hidden" / "h.png"):
+        Image.new("RGB", (40, 30), (200, 40, 40)).save(path)
+    (photos / "notes.txt").write_text("not an image")
+    (photos / "loop").symlink_to(photos)  # walked once, not forever
+    out = tmp_path / "out"
+    argv = ["explain", str(photos), *R18, "--method", "gradient", "--out", str(out), "--json"]
+    code, stdout, err = run(capsys, argv)
+    assert code == 0, err
+    sources = [image["source"] for image in json.loads(stdout)["images"]]
+    assert sources == [str(photos / "b" / "z.jpg"), str(photos / "z.png")]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["z", "z-2"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, stdout, err = run(capsys, ["classify", str(empty), *R18])
+    assert code == 3 and f"the folder {empty} holds no image files" in err

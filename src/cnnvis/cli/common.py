@@ -214,11 +214,13 @@ def set_seed(value: int) -> None:
 def load_images(
     sources: Sequence[str], max_pixels: int | None = None
 ) -> tuple[list[tuple[str, Any]], list[dict[str, str]]]:
-    """Load every image; a failure is reported on stderr and kept, the others go on."""
+    """Load every image (a folder: the images in its tree); a failure is reported on stderr
+    and kept, the others go on."""
     from ..images import load_image
 
-    good, failed = [], []
-    for source in sources:
+    good: list[tuple[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    for source in expand_folders(sources, failed):
         try:
             good.append((source, load_image(source, max_pixels=max_pixels)))
         except ImageError as error:
@@ -226,6 +228,25 @@ def load_images(
             print(f"cnnvis: error: {source}: {message}", file=sys.stderr)
             failed.append({"source": source, "error": message})
     return good, failed
+
+
+def expand_folders(sources: Sequence[str], failed: list[dict[str, str]]) -> list[str]:
+    """`sources` with each folder replaced by the image files in its tree (sorted; symlink
+    loops walked once); a folder without images is reported and added to `failed`."""
+    from ..files import image_files
+
+    expanded = []
+    for source in sources:
+        if not Path(source).is_dir():
+            expanded.append(source)
+            continue
+        found = image_files(source)
+        if not found:
+            message = f"the folder {source} holds no image files (.jpg, .png, ...)"
+            print(f"cnnvis: error: {message}", file=sys.stderr)
+            failed.append({"source": source, "error": message})
+        expanded += [str(path) for path in found]
+    return expanded
 
 
 def exit_code(loaded: int, failed: int) -> int:

@@ -52,6 +52,7 @@ EXAMPLES = """
     cnnvis explain photo.jpg --method grad-cam,guided-backprop
     cnnvis explain a.jpg b.png --model torchvision:resnet50 --layer layer4 --method all
     cnnvis explain sample:coffee --target espresso --out results/
+    cnnvis explain photos/ --method grad-cam        # every image in the folder's tree
     cnnvis explain photo.jpg --target 281 --cmap inferno --json
 
     Writes OUT/<image>/ (figure.png, comparison.png, one PNG per map, maps.npz,
@@ -61,7 +62,9 @@ EXAMPLES = """
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = command_parser(subparsers, "explain", ABOUT, examples(EXAMPLES))
-    p.add_argument("images", nargs="*", help="image files or sample:NAME (default: sample:cat)")
+    p.add_argument(
+        "images", nargs="*", help="image files, folders or sample:NAME (default: sample:cat)"
+    )
     add_model_args(p)
     p.add_argument(
         "--method",
