@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..explanation import short_list
 from .baselines import ORDER_METRICS, REVERSED_PREFIX, SHARED_BASELINES
 from .faithfulness import Curve
 from .metrics import METRICS, RANDOMIZATION_MODES
@@ -72,6 +73,24 @@ class Evaluation:
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     forwards: int = 0
+
+    def __repr__(self) -> str:
+        """One line: what was evaluated and how much came out; `table()` has the numbers."""
+        parts = [
+            f"model {self.model}",
+            f"methods {short_list(self.methods)}",
+            f"baselines {short_list(self.baselines)}",
+            f"metrics {short_list(self.metrics)}",
+            f"{len(self.images)} image{'s' * (len(self.images) != 1)}",
+            f"{len(self.scores)} scores",
+            f"{len(self.curves)} curves",
+        ]
+        if self.randomization:
+            parts.append(f"{len(self.randomization)} randomization runs")
+        if self.failures:
+            parts.append(f"failed: {short_list(sorted(self.failures))}")
+        parts.append(f"{self.seconds:.1f} s")
+        return f"Evaluation({', '.join(parts)})"
 
     @property
     def maps(self) -> list[str]:
