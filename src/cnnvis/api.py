@@ -14,7 +14,7 @@ from .capture import Recording, check_finite_logits, record
 from .errors import CnnvisError, Hint, ImageError, LayerError, MethodError, ParamError
 from .explanation import Explanation, Prediction, Sweep
 from .forwards import guarded_forward, no_autocast
-from .layers import probe, requested_layers, sweep_layers
+from .layers import layers_for_unit, probe, requested_layers, sweep_layers
 from .methods import MethodInfo, check_params, get_method
 from .model import (
     LoadedModel,
@@ -26,7 +26,7 @@ from .model import (
     unwrap,
 )
 from .postprocess import upsample
-from .targets import TargetSpec, select_logits
+from .targets import TargetSpec, UnitTarget, select_logits
 
 if TYPE_CHECKING:
     from .images import ImageSource
@@ -207,7 +207,10 @@ def explain_many(
     x, display = prepare_inputs(lm, images, notes)
     x = x.to(lm.device)
     needed = any(i.needs_layer for i in infos)
-    layer_names = requested_layers(lm.module, layers, needed=needed, input_shape=tuple(x.shape))
+    unit_layer = target.layer if isinstance(target, UnitTarget) else None
+    layer_names = requested_layers(
+        lm.module, layers, needed=needed, input_shape=tuple(x.shape), unit_layer=unit_layer
+    )
     half = half_precision(unwrap(lm.module))
     if half:
         notes.append(f"the model has {'/'.join(half)} weights; maps come from a float32 copy")
@@ -386,6 +389,8 @@ def sweep(
     x, _ = prepare_inputs(lm, images)
     shape = (1, *x.shape[1:])
     names = sweep_layers(lm.module, layers, shape)
+    if isinstance(target, UnitTarget):  # layers after the unit cannot change it: left out
+        names = layers_for_unit(lm.module, names, target.layer, shape)
     if unwrap(lm.module) is not lm.module:  # DataParallel: the wrapped module's names
         names = [name.removeprefix("module.") for name in names]
     infos = {i.name: i for i in probe(lm.module, shape) if i.name in names}

@@ -80,3 +80,19 @@ def test_explain_and_classify_take_a_folder(tmp_path, capsys):
     empty.mkdir()
     code, stdout, err = run(capsys, ["classify", str(empty), *R18])
     assert code == 3 and f"the folder {empty} holds no image files" in err
+
+
+def test_unit_target_before_the_cam_layer(tmp_path, capsys):
+    """`--target layer2:3` lies before ResNet's default layer4: the default moves to layer2
+    (said on stderr) and the map is not blank; `--layer layer4` is refused, naming layers that
+    work."""
+    out = tmp_path / "out"
+    argv = ["explain", *R18, "--method", "grad-cam", "--target", "layer2:3", "--out", str(out)]
+    code, stdout, err = run(capsys, argv)
+    assert code == 0, err
+    assert "runs before the default layer layer4" in err and "using layer2" in err
+    assert "explained unit layer2:3" in stdout
+    manifest = json.loads((out / "cat" / "manifest.json").read_text())
+    assert [m["layer"] for m in manifest["methods"]] == ["layer2"]
+    code, _, err = run(capsys, [*argv, "--layer", "layer4", "--force"])
+    assert code == 5 and "choose a layer at or before layer2: layer2" in err

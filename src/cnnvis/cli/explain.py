@@ -22,7 +22,7 @@ from ..layers import requested_layers
 from ..manifest import run_facts
 from ..methods import get_method
 from ..model import LoadedModel
-from ..targets import parse_target
+from ..targets import UnitTarget, parse_target
 from . import out_folder, output
 from .common import (
     Progress,
@@ -149,8 +149,13 @@ def _resolve_layers(
     """--layer as names; 'auto' resolved once here (and logged once), not once per batch."""
     size = model.preprocess.crop_size
     needed = any(get_method(m).needs_layer for m in methods)
+    target = parse_target(args.target)
     names = requested_layers(
-        model.module, args.layer, needed=needed, input_shape=(1, 3, size, size)
+        model.module,
+        args.layer,
+        needed=needed,
+        input_shape=(1, 3, size, size),
+        unit_layer=target.layer if isinstance(target, UnitTarget) else None,
     )
     return names or None
 

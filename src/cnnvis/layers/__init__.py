@@ -6,6 +6,7 @@ from .names import resolve_layer
 from .probe import LayerInfo, default_layer, list_layers, probe, sweep_layers
 from .requests import LayerRequest, requested_layers
 from .tokens import MAX_PREFIX_TOKENS, is_grid, patch_size, to_spatial, token_grid
+from .units import layers_for_unit
 
 __all__ = [
     "MAX_PREFIX_TOKENS",
@@ -13,6 +14,7 @@ __all__ = [
     "LayerRequest",
     "default_layer",
     "is_grid",
+    "layers_for_unit",
     "list_layers",
     "patch_size",
     "probe",
