@@ -9,14 +9,15 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from .. import method_rows
 from ..errors import CnnvisError, Hint, ImageError, MethodError, ParamError, closest
-from ..explanation import Prediction
-from ..methods import MethodInfo, check_params, get_method, list_methods, scripted_methods
-from ..model import LoadedModel
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so `cnnvis --help` starts at once
+    from ..explanation import Prediction
+    from ..methods import MethodInfo
+    from ..model import LoadedModel
 
 
 class CommandError(CnnvisError):
@@ -133,7 +134,8 @@ def add_params(p: argparse.ArgumentParser, example: str) -> None:
 
 
 def method_names(layer: bool = False) -> list[str]:
-    return [m.name for m in list_methods() if m.needs_layer or not layer]
+    """The built-in method names for help texts (read without importing torch)."""
+    return method_rows.names(layer)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -154,6 +156,8 @@ def weights(args: argparse.Namespace) -> str | None:
 
 def parse_methods(spec: str) -> list[str]:
     """Method names from 'a,b' or 'all'; an unknown name lists the close or all valid ones."""
+    from ..methods import list_methods
+
     if spec.strip().lower() == "all":
         return [m.name for m in list_methods()]
     names = [s.strip() for s in spec.split(",") if s.strip()]
@@ -163,6 +167,8 @@ def parse_methods(spec: str) -> list[str]:
 
 
 def parse_method(name: str) -> MethodInfo:
+    from ..methods import get_method, list_methods
+
     valid = [m.name for m in list_methods()]
     if name in valid:
         return get_method(name)
@@ -174,6 +180,8 @@ def parse_method(name: str) -> MethodInfo:
 def parse_params(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """{method: {name: value}} from 'METHOD.NAME=VALUE' strings (values as JSON if they parse);
     a name the method does not take is a ParamError naming the ones it does."""
+    from ..methods import check_params, get_method
+
     params: dict[str, dict[str, Any]] = {}
     for spec in specs:
         key, sep, text = spec.partition("=")
@@ -202,6 +210,7 @@ def check_cmap(name: str) -> None:
 
 
 def set_seed(value: int) -> None:
+    import numpy as np
     import torch
 
     torch.manual_seed(value)
@@ -265,6 +274,8 @@ def hint_words(args: argparse.Namespace) -> dict[str, Callable[[Hint], str]]:
 
     def methods(hint: Hint) -> str:
         if hint.detail == "torchscript":
+            from ..methods import scripted_methods
+
             return f"methods that work: {', '.join(scripted_methods())}"
         return "see `cnnvis methods`"
 
