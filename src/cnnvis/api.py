@@ -14,7 +14,7 @@ from .capture import Recording, check_finite_logits, record
 from .errors import CnnvisError, Hint, ImageError, LayerError, MethodError, ParamError
 from .explanation import Explanation, Prediction, Sweep
 from .forwards import guarded_forward, no_autocast
-from .layers import layers_for_unit, probe, requested_layers, sweep_layers
+from .layers import MAX_LAYERS, layers_for_unit, probe, requested_layers, sweep_layers
 from .methods import MethodInfo, check_params, get_method
 from .model import (
     LoadedModel,
@@ -379,16 +379,21 @@ def sweep(
     target: TargetSpec = None,
     *,
     output: str | int | None = None,
+    max_layers: int | None = MAX_LAYERS,
 ) -> Sweep:
     """The map of a layer method at every layer of `layers` ("all", a glob or a list), from one
-    recorded forward: one backward to all layers at once, plus one per input rule."""
+    recorded forward: one backward to all layers at once, plus one per input rule.
+
+    A glob names the matching layers a map is useful at (not Identity, dropout or a module
+    repeating its enclosing one's output; see `cnnvis.layers.patterns`); "all" and globs keep
+    at most `max_layers` (outermost levels first, logged; None: all of them)."""
     lm = as_loaded(model)
     info = _method(method)
     if not info.needs_layer:
         raise MethodError(f"{method} does not depend on a layer, so there is nothing to sweep")
     x, _ = prepare_inputs(lm, images)
     shape = (1, *x.shape[1:])
-    names = sweep_layers(lm.module, layers, shape)
+    names = sweep_layers(lm.module, layers, shape, max_layers)
     if isinstance(target, UnitTarget):  # layers after the unit cannot change it: left out
         names = layers_for_unit(lm.module, names, target.layer, shape)
     if unwrap(lm.module) is not lm.module:  # DataParallel: the wrapped module's names

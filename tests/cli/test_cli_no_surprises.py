@@ -4,7 +4,10 @@ explained class on stdout, folders taken as image lists."""
 from __future__ import annotations
 
 import json
+import re
+import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -96,3 +99,24 @@ def test_unit_target_before_the_cam_layer(tmp_path, capsys):
     assert [m["layer"] for m in manifest["methods"]] == ["layer2"]
     code, _, err = run(capsys, [*argv, "--layer", "layer4", "--force"])
     assert code == 5 and "choose a layer at or before layer2: layer2" in err
+
+
+def test_sweep_pattern_is_capped_and_its_time_is_wall_clock(tmp_path, capsys):
+    """'layer*' on ResNet-18: the 4 stages of the matching layers (outermost first, the rest
+    named in a warning with the flag that shows them); the printed time is the whole run's."""
+    argv = ["sweep", *R18, "--method", "grad-cam", "--layers", "layer*", "--max-layers", "4"]
+    start = time.perf_counter()
+    code, out, err = run(capsys, [*argv, "--out", str(tmp_path)])
+    elapsed = time.perf_counter() - start
+    assert code == 0, err
+    assert "grad-cam over 4 layers" in out
+    assert re.search(r"'layer\*' gives \d+ layers; the sweep shows 4 of them", err)
+    assert "--max-layers" in err
+    with np.load(tmp_path / "cat" / "sweep-grad-cam.npz") as maps:
+        assert maps.files == ["layer1", "layer2", "layer3", "layer4"]
+    found = re.search(
+        r"in ([\d.]+) s \(model ([\d.]+) s, maps ([\d.]+) s, drawing ([\d.]+) s\)", out
+    )
+    assert found, out
+    total, *parts = (float(v) for v in found.groups())
+    assert sum(parts) - 0.02 <= total <= elapsed + 0.01  # printed to 2 decimals

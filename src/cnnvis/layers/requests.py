@@ -3,7 +3,6 @@ batch runs, evaluation): "auto", names, comma-separated lists, glob patterns."""
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Sequence
 
@@ -11,7 +10,8 @@ from torch import nn
 
 from ..errors import Hint, LayerError
 from .names import resolve_layer
-from .probe import default_layer, probe
+from .patterns import pattern_layers
+from .probe import default_layer
 from .units import after_unit, check_unit_layers, default_for_unit
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,8 @@ def requested_layers(
       see `default_layer`; logged once here) when `needed`.
     - "layer3,layer4" or ["layer3", "layer4"]: those names (None entries are skipped); names
       with DataParallel's `module.` prefix are accepted.
-    - "layer4.*": a glob pattern, every layer with a spatial output that matches, in forward
-      order (a pattern that matches none is an error).
+    - "layer4.*": a glob pattern, the matching layers a map is useful at, in forward order
+      (see `cnnvis.layers.patterns`; a pattern that matches none is an error).
     - `needed=False` (no method asked for takes a layer): the names are still checked (a wrong
       name is an error even when unused) and the answer is [].
     "auto" mixed with names is an error. `input_shape` is the shape the model is probed with
@@ -88,11 +88,7 @@ def _expand(
     if not _GLOB.intersection(name):
         resolve_layer(model, name)
         return [name]
-    matched = [
-        i.name for i in probe(model, input_shape) if i.spatial and fnmatch.fnmatch(i.name, name)
-    ]
-    if not matched:
-        raise LayerError(f"no layer with a spatial output matches {name!r}", hint=Hint("layers"))
+    matched = pattern_layers(model, name, input_shape)
     if unit_layer is not None:
         late = set(after_unit(model, matched, unit_layer, input_shape))
         if late and len(late) < len(matched):
