@@ -62,13 +62,18 @@ _SUBMODULES = ("batch", "evaluate")  # `cnnvis.evaluate(...)`, `cnnvis.batch.run
 
 
 def __getattr__(name: str) -> Any:
-    """The torch-backed public names and the `evaluate` and `batch` wings, on first use."""
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
+    """The torch-backed public names and the sub-modules (`cnnvis.evaluate`, `cnnvis.zoo`,
+    `cnnvis.features`, ...), on first use."""
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value  # looked up once
         return value
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":  # the module exists; something it needs not
+                raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -26,6 +26,7 @@ from .model import (
     unwrap,
 )
 from .postprocess import upsample
+from .progress import report, stage
 from .targets import TargetSpec, UnitTarget, select_logits
 
 if TYPE_CHECKING:
@@ -247,15 +248,18 @@ def explain_many(
         common.update(targets=[-1] * n, target_names=[str(rec.unit)] * n)
         common["probabilities"] = [float("nan")] * n
     results: dict[tuple[str, str | None], Explanation] = {}
-    for info in infos:
-        for layer in layer_names if info.needs_layer else [None]:
-            try:
-                kwargs = dict((params or {}).get(info.name, {}))
+    todo = [(i, layer) for i in infos for layer in (layer_names if i.needs_layer else [None])]
+    for done, (info, layer) in enumerate(todo):
+        report("maps", done, len(todo))
+        try:
+            kwargs = dict((params or {}).get(info.name, {}))
+            with stage(info.name if layer is None else f"{info.name} @ {layer}"):
                 results[(info.name, layer)] = _one(rec, info, layer, common, kwargs)
-            except (MethodError, LayerError) as error:
-                if failures is None:
-                    raise
-                failures[info.name] = error
+        except (MethodError, LayerError) as error:
+            if failures is None:
+                raise
+            failures[info.name] = error
+    report("maps", len(todo), len(todo))
     log.debug("explain_many: %d maps in %.3fs", len(results), time.perf_counter() - start)
     return results
 

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -311,27 +312,93 @@ def say(error: CnnvisError, args: argparse.Namespace | None = None) -> str:
 
 
 class Progress:
-    """A tqdm bar on stderr when stdout and stderr are terminals and not --quiet / --json."""
+    """Progress of one stage on stderr, unless --quiet / --json or a single step: a tqdm bar
+    when stdout and stderr are terminals; elsewhere (a log file, a pipe) lines, from the stage
+    running `LINE_AFTER` seconds on: how far it is, again every `LINE_EVERY` seconds, and how
+    long it took."""
+
+    LINE_AFTER = 2.0
+    LINE_EVERY = 10.0
 
     def __init__(
-        self, args: argparse.Namespace, total: int, desc: str, unit: str = "image"
+        self,
+        args: argparse.Namespace,
+        total: int,
+        desc: str,
+        unit: str = "image",
+        delay: float = 0.0,
     ) -> None:
         self.bar = None
-        wanted = not (args.quiet or args.json) and total > 1
-        if wanted and sys.stdout.isatty() and sys.stderr.isatty():
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
+        self.start = time.perf_counter()
+        self.said: float | None = None  # when the last line was written (lines only)
+        wanted = not (getattr(args, "quiet", False) or getattr(args, "json", False)) and total > 1
+        self.lines = wanted and not (sys.stdout.isatty() and sys.stderr.isatty())
+        if wanted and not self.lines:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, unit=unit)
+            self.bar = tqdm(
+                total=total, desc=desc, file=sys.stderr, leave=False, unit=unit, delay=delay
+            )
 
     def step(self, n: int = 1, note: str | None = None) -> None:
+        self.done += n
         if self.bar is not None:
             if note:
                 self.bar.set_postfix_str(note, refresh=False)
             self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if not self.lines or now - self.start < self.LINE_AFTER:
+            return
+        if self.said is None or now - self.said >= self.LINE_EVERY:
+            share = f" ({self.done / self.total:.0%})" if self.total else ""
+            units = f"{self.unit}s" if self.total != 1 else self.unit
+            print(
+                f"cnnvis: {self.desc}: {self.done}/{self.total} {units}{share}, "
+                f"{now - self.start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.said = now
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.said is not None:  # it ran long enough to be shown: say it ended
+            seconds = time.perf_counter() - self.start
+            print(f"cnnvis: {self.desc}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
+            self.said = None
+
+
+STAGE_UNITS = {"maps": "map", "features": "step"}  # what a stage counts (default: input rows)
+
+
+class StageProgress:
+    """The library's progress reports (`cnnvis.progress`) shown with one `Progress` per stage
+    ("maps", "score-cam @ bn2", "features", ...): install it with
+    `cnnvis.progress.reporting(StageProgress(args))` around the call."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stages: dict[str, Progress] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        shown = self.stages.get(stage)
+        if shown is None or done < shown.done or total != shown.total:  # a new round of it
+            if shown is not None:
+                shown.close()
+            unit = STAGE_UNITS.get(stage, "row")
+            shown = self.stages[stage] = Progress(self.args, total, stage, unit, delay=2.0)
+        if done > shown.done:
+            shown.step(done - shown.done)
+        if done >= total:
+            self.stages.pop(stage).close()
+
+    def close(self) -> None:
+        for shown in self.stages.values():
+            shown.close()
+        self.stages.clear()
 
 
 def print_predictions(

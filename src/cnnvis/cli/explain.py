@@ -22,10 +22,12 @@ from ..layers import requested_layers
 from ..manifest import run_facts
 from ..methods import get_method
 from ..model import LoadedModel
+from ..progress import reporting
 from ..targets import UnitTarget, parse_target
 from . import out_folder, output
 from .common import (
     Progress,
+    StageProgress,
     add_common,
     add_max_pixels,
     add_model_args,
@@ -118,14 +120,17 @@ def run(args: argparse.Namespace) -> int:
         items = list(zip(loaded, folders, strict=True))
         layers = _resolve_layers(args, model, methods)
         progress = Progress(args, len(items), "explaining")
+        stages = StageProgress(args)  # the maps and each multi-pass method's passes
         skipped: dict[str, CnnvisError] = {}
         try:
-            for b in range(0, len(items), args.batch_size):
-                batch = items[b : b + args.batch_size]
-                entries += _explain_batch(
-                    args, model, methods, layers, params, batch, skipped, progress
-                )
+            with reporting(stages):
+                for b in range(0, len(items), args.batch_size):
+                    batch = items[b : b + args.batch_size]
+                    entries += _explain_batch(
+                        args, model, methods, layers, params, batch, skipped, progress
+                    )
         finally:
+            stages.close()
             progress.close()
         for name, error in skipped.items():
             print(f"cnnvis: warning: {name} skipped: {error}", file=sys.stderr)

@@ -11,10 +11,12 @@ from ..api import sweep
 from ..errors import ImageError
 from ..layers import MAX_LAYERS
 from ..manifest import run_facts
+from ..progress import reporting
 from ..targets import parse_target
 from . import out_folder, output
 from .common import (
     Progress,
+    StageProgress,
     add_common,
     add_max_pixels,
     add_model_args,
@@ -99,9 +101,15 @@ def run(args: argparse.Namespace) -> int:
     source, image = loaded[0]
     t = time.perf_counter()
     spec = parse_target(args.target)
-    result = sweep(
-        model, image, method, args.layers, spec, output=args.output, max_layers=args.max_layers
-    )
+    stages = StageProgress(args)
+    try:
+        with reporting(stages):
+            result = sweep(
+                model, image, method, args.layers, spec, output=args.output,
+                max_layers=args.max_layers,
+            )  # fmt: skip
+    finally:
+        stages.close()
     sweep_seconds = time.perf_counter() - t
     folder = output.unique_dirs(out, [source])[0]
     folder.mkdir(parents=True, exist_ok=True)
