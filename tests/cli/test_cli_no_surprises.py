@@ -23,17 +23,17 @@ def run(capsys, argv: list[str]) -> tuple[int, str, str]:
 
 
 def test_unknown_method_parameter_stops_the_run(tmp_path, capsys):
-    """Not a warning, a skipped method and exit 0: exit 6 before anything is loaded, naming
+    """Not a warning, a skipped method and exit 0: exit 8 before anything is loaded, naming
     the parameters the method has."""
     out = tmp_path / "out"
     argv = ["explain", *R18, "--param", "grad-cam.foo=3", "--out", str(out)]
     code, _, err = run(capsys, argv)
-    assert code == 6, err
+    assert code == 8, err
     assert "grad-cam has no parameter 'foo'; it takes no parameters" in err
     assert not out.exists()
     argv = ["explain", *R18, "--method", "rise", "--param", "rise.mask=10", "--out", str(out)]
     code, _, err = run(capsys, argv)
-    assert code == 6 and "did you mean masks?" in err and "cells, p, fill" in err
+    assert code == 8 and "did you mean masks?" in err and "cells, p, fill" in err
 
 
 def test_bad_param_spelling_is_a_param_error(capsys):
@@ -41,7 +41,7 @@ def test_bad_param_spelling_is_a_param_error(capsys):
     from cnnvis.errors import ParamError
 
     code, _, err = run(capsys, ["explain", "--method", "grad-cam", "--param", "steps=3"])
-    assert code == 6 and "METHOD.NAME=VALUE" in err
+    assert code == 8 and "METHOD.NAME=VALUE" in err
     with pytest.raises(ParamError, match="not in --method"):
         parse_params(["rise.masks=10"], ["grad-cam"])
 

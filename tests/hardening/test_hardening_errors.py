@@ -16,11 +16,19 @@ from torch import nn
 import cnnvis
 from cnnvis import errors
 from cnnvis.cli import main
-from cnnvis.errors import CnnvisError, ImageError, LayerError, MethodError, ModelError, TargetError
+from cnnvis.errors import (
+    CnnvisError,
+    ImageError,
+    LayerError,
+    MethodError,
+    ModelError,
+    ParamError,
+    TargetError,
+)
 
 from conftest import TinyCNN
 
-CLASSES = [CnnvisError, ImageError, ModelError, LayerError, MethodError, TargetError]
+CLASSES = [CnnvisError, ImageError, ModelError, LayerError, MethodError, TargetError, ParamError]
 
 
 def test_the_docstring_table_matches_the_classes():
@@ -114,6 +122,7 @@ def argv_for(cls: type[CnnvisError], model: str, tmp: Path) -> list[str]:
         LayerError: ["explain", *base, "--method", "grad-cam", "--layer", "9"],
         MethodError: ["explain", *base, "--method", "nope"],
         TargetError: ["explain", *base, "--method", "gradient", "--target", "3"],
+        ParamError: ["explain", *base, "--method", "rise", "--param", "rise.mask=5"],
     }[cls]
 
 

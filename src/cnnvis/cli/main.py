@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
     0 ok; 1 some images failed (the others were written) or an unexpected error; 2 bad
-    arguments; 3 no image could be read; 4 model, 5 layer, 6 method, 7 target errors.
+    arguments; 3 no image could be read; 4 model, 5 layer, 6 method, 7 target, 8 parameter
+    errors.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=_command_in(argv))
