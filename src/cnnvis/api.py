@@ -362,12 +362,21 @@ def explain(
 
     A tensor is taken as preprocessed model input; paths, samples ("sample:cat"), PIL images
     and arrays are loaded and preprocessed with the model's transform. Extra keyword arguments
-    are the method's parameters (e.g. `steps=64` for integrated gradients).
+    are the method's parameters (e.g. `steps=64` for integrated gradients); explain_many's
+    spelling `params={"integrated-gradients": {"steps": 64}}` is read too. A name the method
+    does not take is a ParamError naming those it does.
     """
     info = _method(method)
-    results = explain_many(
-        model, images, [method], layer, target, output=output, params={info.name: params}
-    )
+    per_method: dict[str, Mapping[str, Any]] = {info.name: params}
+    if "params" in params and "params" not in info.parameters:  # explain_many's spelling
+        nested = params.pop("params")
+        if not isinstance(nested, Mapping):
+            raise ParamError(
+                f"params must map method names to their parameters, e.g. "
+                f"{{{info.name!r}: {{...}}}}; got {type(nested).__name__}"
+            )
+        per_method = {**nested, info.name: {**nested.get(info.name, {}), **params}}
+    results = explain_many(model, images, [method], layer, target, output=output, params=per_method)
     return results[(info.name, _key_layer(results))]
 
 

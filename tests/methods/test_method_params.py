@@ -16,6 +16,18 @@ def test_unknown_parameter_of_a_method_without_parameters(tiny_cnn, tiny_input):
     assert isinstance(info.value, MethodError) and info.value.exit_code == 8
 
 
+def test_explain_reads_explain_manys_spelling_too(tiny_cnn, tiny_input):
+    with pytest.raises(ParamError, match="grad-cam has no parameter 'foo'"):
+        cnnvis.explain(tiny_cnn, tiny_input, "grad-cam", params={"grad-cam": {"foo": 3}})
+    nested = cnnvis.explain(
+        tiny_cnn,
+        tiny_input[:1],
+        "integrated-gradients",
+        params={"integrated-gradients": {"steps": 3}},
+    )
+    assert nested.params["steps"] == 3
+
+
 def test_unknown_parameter_is_raised_even_with_a_failures_dict(tiny_cnn, tiny_input):
     """explain_many(failures=...) records methods that cannot run on the model; a misspelled
     parameter is the caller's mistake and stops the run before any pass."""
