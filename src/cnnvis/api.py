@@ -231,6 +231,8 @@ def explain_many(
         layers=layer_names if any(i.layer_gradients for i in infos) else [],
         last=True,  # every method declares its rules and layers (MethodInfo)
     )
+    if rec.unit is not None and any(i.layer_gradients for i in infos):
+        _say_layers_blind_to_the_unit(rec, layer_names)
     categories = _categories(lm, rec.logits.shape[1])
     targets = rec.targets.tolist()
     predictions = top_predictions(rec.logits.detach(), categories, top_k)
@@ -272,6 +274,20 @@ def _method(name: Any) -> MethodInfo:
             hint=Hint("methods"),
         )
     return get_method(name)
+
+
+def _say_layers_blind_to_the_unit(rec: Recording, layers: Sequence[str]) -> None:
+    """A unit target's gradient is zero at a layer off the unit's path (a parallel branch that
+    ran before it): the CAMs there are blank; say why and what works."""
+    blind = [layer for layer in layers if not rec.layer_gradient(layer).any()]
+    if blind and rec.unit is not None:
+        log.warning(
+            "the unit target %s does not depend on layer %s (the gradient there is zero for "
+            "every image), so its CAM maps are blank; choose a layer on the path into %s",
+            rec.unit,
+            ", ".join(blind),
+            rec.unit.layer,
+        )
 
 
 def _check_params(params: Mapping[str, Mapping[str, Any]] | None) -> None:

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 import torch
+from torch import nn
 
 import cnnvis
 from cnnvis.errors import LayerError
@@ -61,3 +62,35 @@ def test_patterns_and_sweeps_keep_the_layers_that_reach_the_unit(tiny_cnn, tiny_
 
 def test_a_class_target_is_not_affected(tiny_cnn):
     assert requested_layers(tiny_cnn, None, input_shape=(1, 3, 16, 16)) == ["relu2"]
+
+
+class TwoBranches(nn.Module):
+    """branch_b runs first but only branch_a feeds relu_a: a unit there is blind to conv_b."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv_b = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv_a = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu_a = nn.ReLU()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.conv_b(x)
+        a = self.relu_a(self.conv_a(x))
+        return self.fc((a + b).mean(dim=(2, 3)))
+
+
+def test_a_layer_off_the_units_path_is_named_with_its_zero_gradient(tiny_input, caplog):
+    """Forward order cannot tell a parallel branch: the all-zero gradient does, and says so."""
+    with caplog.at_level(logging.WARNING, logger="cnnvis"):
+        e = cnnvis.explain(
+            TwoBranches().eval(),
+            tiny_input,
+            "grad-cam",
+            layer="conv_b",
+            target=UnitTarget("relu_a", 1),
+        )
+    assert not e.map.any()
+    assert "does not depend on layer conv_b" in caplog.text
+    assert "choose a layer on the path into relu_a" in caplog.text
