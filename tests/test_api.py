@@ -68,7 +68,7 @@ def test_bad_tensor_shape(tiny_cnn):
 
 
 def test_unknown_method_parameter_is_a_method_error(tiny_cnn, tiny_input):
-    with pytest.raises(cnnvis.MethodError, match="unexpected keyword argument 'steps'"):
+    with pytest.raises(cnnvis.MethodError, match="gradient has no parameter 'steps'"):
         cnnvis.explain(tiny_cnn, tiny_input, "gradient", steps=3)
 
 

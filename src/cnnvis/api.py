@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from .capture import Recording, check_finite_logits, record
-from .errors import CnnvisError, Hint, ImageError, LayerError, MethodError
+from .errors import CnnvisError, Hint, ImageError, LayerError, MethodError, ParamError
 from .explanation import Explanation, Prediction, Sweep
 from .forwards import guarded_forward, no_autocast
-from .layers import probe, requested_layers, sweep_layers
-from .methods import MethodInfo, get_method
+from .layers import MAX_LAYERS, layers_for_unit, probe, requested_layers, sweep_layers
+from .methods import MethodInfo, check_params, get_method
 from .model import (
     LoadedModel,
     as_loaded,
@@ -26,7 +26,8 @@ from .model import (
     unwrap,
 )
 from .postprocess import upsample
-from .targets import TargetSpec, select_logits
+from .progress import report, stage
+from .targets import TargetSpec, UnitTarget, select_logits
 
 if TYPE_CHECKING:
     from .images import ImageSource
@@ -200,13 +201,17 @@ def explain_many(
     infos = list({info.name: info for info in map(_method, names)}.values())
     if not infos:
         raise MethodError("no method given", hint=Hint("methods"))
+    _check_params(params)
     if is_scripted(unwrap(lm.module)):
         infos = _without_layer_methods(infos, failures)
     notes: list[str] = []
     x, display = prepare_inputs(lm, images, notes)
     x = x.to(lm.device)
     needed = any(i.needs_layer for i in infos)
-    layer_names = requested_layers(lm.module, layers, needed=needed, input_shape=tuple(x.shape))
+    unit_layer = target.layer if isinstance(target, UnitTarget) else None
+    layer_names = requested_layers(
+        lm.module, layers, needed=needed, input_shape=tuple(x.shape), unit_layer=unit_layer
+    )
     half = half_precision(unwrap(lm.module))
     if half:
         notes.append(f"the model has {'/'.join(half)} weights; maps come from a float32 copy")
@@ -226,6 +231,8 @@ def explain_many(
         layers=layer_names if any(i.layer_gradients for i in infos) else [],
         last=True,  # every method declares its rules and layers (MethodInfo)
     )
+    if rec.unit is not None and any(i.layer_gradients for i in infos):
+        _say_layers_blind_to_the_unit(rec, layer_names)
     categories = _categories(lm, rec.logits.shape[1])
     targets = rec.targets.tolist()
     predictions = top_predictions(rec.logits.detach(), categories, top_k)
@@ -244,16 +251,20 @@ def explain_many(
         common.update(targets=[-1] * n, target_names=[str(rec.unit)] * n)
         common["probabilities"] = [float("nan")] * n
     results: dict[tuple[str, str | None], Explanation] = {}
-    for info in infos:
-        cautioned = {**common, "notes": [*notes, *info.caveat_notes(unwrap(lm.module))]}
-        for layer in layer_names if info.needs_layer else [None]:
-            try:
-                kwargs = dict((params or {}).get(info.name, {}))
+    todo = [(i, layer) for i in infos for layer in (layer_names if i.needs_layer else [None])]
+    cautions = {i.name: i.caveat_notes(unwrap(lm.module)) for i in infos}
+    for done, (info, layer) in enumerate(todo):
+        report("maps", done, len(todo))
+        cautioned = {**common, "notes": [*notes, *cautions[info.name]]}
+        try:
+            kwargs = dict((params or {}).get(info.name, {}))
+            with stage(info.name if layer is None else f"{info.name} @ {layer}"):
                 results[(info.name, layer)] = _one(rec, info, layer, cautioned, kwargs)
-            except (MethodError, LayerError) as error:
-                if failures is None:
-                    raise
-                failures[info.name] = error
+        except (MethodError, LayerError) as error:
+            if failures is None:
+                raise
+            failures[info.name] = error
+    report("maps", len(todo), len(todo))
     log.debug("explain_many: %d maps in %.3fs", len(results), time.perf_counter() - start)
     return results
 
@@ -266,6 +277,31 @@ def _method(name: Any) -> MethodInfo:
             hint=Hint("methods"),
         )
     return get_method(name)
+
+
+def _say_layers_blind_to_the_unit(rec: Recording, layers: Sequence[str]) -> None:
+    """A unit target's gradient is zero at a layer off the unit's path (a parallel branch that
+    ran before it): the CAMs there are blank; say why and what works."""
+    blind = [layer for layer in layers if not rec.layer_gradient(layer).any()]
+    if blind and rec.unit is not None:
+        log.warning(
+            "the unit target %s does not depend on layer %s (the gradient there is zero for "
+            "every image), so its CAM maps are blank; choose a layer on the path into %s",
+            rec.unit,
+            ", ".join(blind),
+            rec.unit.layer,
+        )
+
+
+def _check_params(params: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """A ParamError for a parameter a method does not take, before any pass runs."""
+    for name, values in (params or {}).items():
+        if not isinstance(values, Mapping):
+            raise ParamError(
+                f"params[{name!r}] must map parameter names to values, e.g. "
+                f"{{{name!r}: {{'steps': 64}}}}; got {type(values).__name__}"
+            )
+        check_params(_method(name), values)
 
 
 def _without_layer_methods(
@@ -345,12 +381,21 @@ def explain(
 
     A tensor is taken as preprocessed model input; paths, samples ("sample:cat"), PIL images
     and arrays are loaded and preprocessed with the model's transform. Extra keyword arguments
-    are the method's parameters (e.g. `steps=64` for integrated gradients).
+    are the method's parameters (e.g. `steps=64` for integrated gradients); explain_many's
+    spelling `params={"integrated-gradients": {"steps": 64}}` is read too. A name the method
+    does not take is a ParamError naming those it does.
     """
     info = _method(method)
-    results = explain_many(
-        model, images, [method], layer, target, output=output, params={info.name: params}
-    )
+    per_method: dict[str, Mapping[str, Any]] = {info.name: params}
+    if "params" in params and "params" not in info.parameters:  # explain_many's spelling
+        nested = params.pop("params")
+        if not isinstance(nested, Mapping):
+            raise ParamError(
+                f"params must map method names to their parameters, e.g. "
+                f"{{{info.name!r}: {{...}}}}; got {type(nested).__name__}"
+            )
+        per_method = {**nested, info.name: {**nested.get(info.name, {}), **params}}
+    results = explain_many(model, images, [method], layer, target, output=output, params=per_method)
     return results[(info.name, _key_layer(results))]
 
 
@@ -366,16 +411,23 @@ def sweep(
     target: TargetSpec = None,
     *,
     output: str | int | None = None,
+    max_layers: int | None = MAX_LAYERS,
 ) -> Sweep:
     """The map of a layer method at every layer of `layers` ("all", a glob or a list), from one
-    recorded forward: one backward to all layers at once, plus one per input rule."""
+    recorded forward: one backward to all layers at once, plus one per input rule.
+
+    A glob names the matching layers a map is useful at (not Identity, dropout or a module
+    repeating its enclosing one's output; see `cnnvis.layers.patterns`); "all" and globs keep
+    at most `max_layers` (outermost levels first, logged; None: all of them)."""
     lm = as_loaded(model)
     info = _method(method)
     if not info.needs_layer:
         raise MethodError(f"{method} does not depend on a layer, so there is nothing to sweep")
     x, _ = prepare_inputs(lm, images)
     shape = (1, *x.shape[1:])
-    names = sweep_layers(lm.module, layers, shape)
+    names = sweep_layers(lm.module, layers, shape, max_layers)
+    if isinstance(target, UnitTarget):  # layers after the unit cannot change it: left out
+        names = layers_for_unit(lm.module, names, target.layer, shape)
     if unwrap(lm.module) is not lm.module:  # DataParallel: the wrapped module's names
         names = [name.removeprefix("module.") for name in names]
     infos = {i.name: i for i in probe(lm.module, shape) if i.name in names}

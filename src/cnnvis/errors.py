@@ -16,13 +16,15 @@ ModelError          4          a model cannot be loaded or used: unknown name, b
                                one), NaN or infinite outputs, not an `nn.Module`
 LayerError          5          a layer name does not exist, or the layer (or model) has no
                                spatial output for a CAM method
-MethodError         6          an unknown method, a bad method parameter, a method that
+MethodError         6          an unknown method, a bad parameter value, a method that
                                cannot run on this model (CAM without a GAP head, layer
                                methods on TorchScript), or a map with NaN / infinity
 TargetError         7          a target out of range, a list of the wrong length, an
                                unknown class name, or of a type that is not a class
 OutputError         8          an output folder that holds files cnnvis did not write
                                (refused unless `force=True` / `--force`), or is a file
+ParamError          9          a method parameter the method does not have, or not
+                               METHOD.NAME=VALUE (a `MethodError`; names the valid ones)
 ==================  =========  ==========================================================
 
 (2 is argparse's usage error, 130 an interrupt.) Each class also derives from the built-in
@@ -131,6 +133,14 @@ class MethodError(CnnvisError, ValueError):
     """An unknown method, or a method that cannot run on this model (e.g. CAM without a GAP head)."""
 
     exit_code = 6
+
+
+class ParamError(MethodError):
+    """A method parameter the method does not have (or not METHOD.NAME=VALUE); the message
+    names the method's valid parameters. A `MethodError` (so `except MethodError` catches it)
+    with an exit code of its own."""
+
+    exit_code = 9
 
 
 class TargetError(CnnvisError, ValueError):

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+
+def short_list(items: Sequence[object], limit: int = 3) -> str:
+    """'a, b, c' or 'a, b, c, ... (12 in all)' for a one-line repr."""
+    shown = ", ".join(str(item) for item in items[:limit])
+    return f"{shown}, ... ({len(items)} in all)" if len(items) > limit else shown
+
+
+def shape(tensor: torch.Tensor | None) -> str:
+    """(2, 224, 224) for a tensor, None for none: a tensor's repr without its values."""
+    return "None" if tensor is None else str(tuple(tensor.shape))
 
 
 @dataclass
@@ -53,6 +65,20 @@ class Explanation:
     @property
     def kind(self) -> str:
         return "pixel" if self.map.dim() == 4 else "cam"
+
+    def __repr__(self) -> str:
+        """One line: method, layer, images, shapes and what was explained; no tensor values."""
+        where = f" @ {self.layer}" if self.layer else ""
+        explained = [
+            name if index < 0 or name == f"class {index}" else f"{index} {name}"
+            for index, name in zip(self.targets, self.target_names, strict=False)
+        ]
+        layer_map = "" if self.layer_map is None else f", layer_map {shape(self.layer_map)}"
+        return (
+            f"Explanation({self.method}{where}, {len(self)} image{'s' * (len(self) != 1)}, "
+            f"map {shape(self.map)}{layer_map}, target {short_list(explained)}, "
+            f"model {self.model})"
+        )
 
     def __len__(self) -> int:
         return self.map.shape[0]
@@ -125,6 +151,16 @@ class Sweep:
 
     def __len__(self) -> int:
         return len(self.explanations)
+
+    def __repr__(self) -> str:
+        """One line: method, layers, images and map shape; no tensor values."""
+        first = next(iter(self.explanations.values()), None)
+        images = "" if first is None else f", {len(first)} image{'s' * (len(first) != 1)}"
+        maps = "" if first is None else f", maps {shape(first.map)}"
+        return (
+            f"Sweep({self.method}, {len(self)} layer{'s' * (len(self) != 1)}: "
+            f"{short_list(self.layers)}{images}{maps})"
+        )
 
     def figure(self, index: int = 0, cmap: str = "jet"):
         """One panel per layer (name and output shape) as a matplotlib Figure."""

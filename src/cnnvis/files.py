@@ -5,7 +5,7 @@
 (default: the `CNNVIS_MAX_FILE_BYTES` environment variable, else 256 MiB), in capped chunks, so a
 file that grows while it is read cannot take more. `walk_folders` walks a folder tree following
 symlinked folders once each: a folder already walked (same device and inode) is not walked again,
-so a symlink loop ends.
+so a symlink loop ends; `image_files` lists the images of a folder tree through it.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def image_files(root: str | os.PathLike[str], *, recursive: bool = True) -> list
             for name in filenames
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
         ]
-    return sorted(found)
+    return sorted(found, key=lambda path: path.relative_to(root).as_posix())
 
 
 def write_npz(

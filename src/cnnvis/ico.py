@@ -32,7 +32,7 @@ def check_ico_frames(fh: Any, label: str, max_pixels: int) -> None:
             width, height = _frame_size(fh, offset)
             if width * height > max_pixels:
                 raise ImageError(
-                    f"{label} is an ICO with a {width}x{height} frame = {width * height:,} "
+                    f"{label} {'are' if label.endswith('bytes') else 'is'} an ICO with a {width}x{height} frame = {width * height:,} "
                     f"pixels, more than the limit of {max_pixels:,}; it was not decoded",
                     hint=Hint("max-pixels"),
                 )

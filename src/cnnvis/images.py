@@ -27,6 +27,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import Hint, ImageError, unknown
 from .files import read_limited
 from .ico import check_ico_frames
+from .image_modes import (
+    array_to_uint8,
+    channels_last_array,
+    gray_array_to_rgb,
+    over_white,
+    scale_16bit,
+    scale_wide,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +47,6 @@ ACCEPTED_FORMATS = frozenset(
 )
 NOTES = "cnnvis_notes"  # key of `Image.info`: what loading did that a user should know
 SAMPLE_PREFIX = "sample:"
-WHITE = (255, 255, 255)
 EXIF_ORIENTATION = 0x0112
 
 # Named samples: files that scikit-image ships in its data folder (no download).
@@ -182,13 +189,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "P" and "transparency" not in image.info:
         return image.convert("RGB")
     if mode == "La":  # premultiplied: Pillow converts it only to LA
-        return _over_white(image.convert("LA"))
+        return over_white(image.convert("LA"))
     if mode in ("P", "PA", "LA", "RGBA", "RGBa"):
-        return _over_white(image)
+        return over_white(image)
     if mode.startswith("I;16"):
-        return _gray_array_to_rgb(_scale_16bit(np.asarray(image)))
+        return gray_array_to_rgb(scale_16bit(np.asarray(image)))
     if mode in ("I", "F"):
-        return _gray_array_to_rgb(_scale_wide(np.asarray(image), mode))
+        return gray_array_to_rgb(scale_wide(np.asarray(image), mode))
     try:
         return image.convert("RGB")
     except ValueError as e:
@@ -280,7 +287,7 @@ def _decode(
     except Image.DecompressionBombError as e:  # over Pillow's guard, so over our limit too
         size = _header_size(fh, e)
         raise ImageError(
-            f"{label} is too large to decode safely: {_too_many(size, max_pixels)}",
+            f"{label} {_be(label)} too large to decode safely: {_too_many(size, max_pixels)}",
             hint=Hint("max-pixels"),
         ) from e
     except UnidentifiedImageError as e:
@@ -338,9 +345,14 @@ def _header_size(fh: Any, error: Exception) -> tuple[int, int]:
             Image.MAX_IMAGE_PIXELS = previous
 
 
+def _be(label: str) -> str:
+    """'is', or 'are' for a plural subject such as "the image bytes"."""
+    return "are" if label.endswith("bytes") else "is"
+
+
 def _damaged(label: str, error: Exception) -> str:
     return (
-        f"{label} is damaged or truncated and cannot be decoded ({type(error).__name__}: "
+        f"{label} {_be(label)} damaged or truncated and cannot be decoded ({type(error).__name__}: "
         f"{error}); re-download or re-export it"
     )
 
@@ -348,9 +360,9 @@ def _damaged(label: str, error: Exception) -> str:
 def _not_an_image(label: str, head: bytes) -> str:
     """The message for a file PIL does not recognise, naming a PDF when it is one."""
     if head.startswith(b"%PDF"):
-        return f"{label} is a PDF document, not an image; export the page as PNG or JPEG"
+        return f"{label} {_be(label)} a PDF document, not an image; export the page as PNG or JPEG"
     return (
-        f"{label} is not an image in a format cnnvis can read (unknown or unsupported); "
+        f"{label} {_be(label)} not an image in a format cnnvis can read (unknown or unsupported); "
         "convert it to PNG or JPEG"
     )
 
@@ -360,9 +372,13 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, label: str) -> None:
     before decoding)."""
     width, height = size
     if width < 1 or height < 1:
-        raise ImageError(f"{label} is {width}x{height} pixels, which is empty; pass a real image")
+        raise ImageError(
+            f"{label} {_be(label)} {width}x{height} pixels, which is empty; pass a real image"
+        )
     if width * height > max_pixels:
-        raise ImageError(f"{label} is {_too_many(size, max_pixels)}", hint=Hint("max-pixels"))
+        raise ImageError(
+            f"{label} {_be(label)} {_too_many(size, max_pixels)}", hint=Hint("max-pixels")
+        )
 
 
 def _too_many(size: tuple[int, int], max_pixels: int) -> str:
@@ -384,107 +400,21 @@ def _exif_transpose(image: Image.Image) -> Image.Image:
         return image
 
 
-# ----------------------------------------------------------------------------- modes
-
-
-def _over_white(image: Image.Image) -> Image.Image:
-    """Composite an image with alpha (or a transparent palette) over white."""
-    rgba = image.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, (*WHITE, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
-
-
-def _scale_16bit(values: np.ndarray) -> np.ndarray:
-    """16-bit values (0..65535) -> uint8 (0..255), rounded."""
-    wide = np.clip(values.astype(np.int64), 0, 65535)
-    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def _scale_wide(values: np.ndarray, mode: str) -> np.ndarray:
-    """32-bit int or float pixels -> uint8, guessing the range from the data.
-
-    Floats within [0, 1] are scaled by 255; values within [0, 255] are kept; integers within
-    [0, 65535] are 16-bit; anything else is stretched min-max (logged).
-    """
-    values = values.astype(np.float64)
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    if mode == "F" and low >= 0 and high <= 1:
-        return _float_unit_to_uint8(values)
-    if low >= 0 and high <= 255:
-        return np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
-    if mode == "I" and low >= 0 and high <= 65535:
-        return _scale_16bit(values)
-    log.warning("pixel values span [%g, %g]; stretching them to 0..255", low, high)
-    span = high - low or 1.0
-    return _float_unit_to_uint8((np.nan_to_num(values, nan=low) - low) / span)
-
-
-def _float_unit_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Floats in [0, 1] -> uint8, rounded."""
-    return (np.clip(np.nan_to_num(values), 0.0, 1.0) * 255).round().astype(np.uint8)
-
-
-def _gray_array_to_rgb(gray: np.ndarray) -> Image.Image:
-    """An HxW uint8 array -> an RGB image."""
-    return Image.fromarray(np.ascontiguousarray(gray), mode="L").convert("RGB")
-
-
 # ----------------------------------------------------------------------------- arrays
 
 
 def _from_array(array: np.ndarray, max_pixels: int) -> Image.Image:
     """An HxW / HxWxC array (uint8, uint16, bool, float in [0, 1]) -> RGB."""
-    array = _channels_last(array)
+    array = channels_last_array(array)
     _check_pixels((array.shape[1], array.shape[0]), max_pixels, "the array")
-    data = _array_to_uint8(array)
+    data = array_to_uint8(array)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[:, :, 0]
     if data.ndim == 2:
-        return _gray_array_to_rgb(data)
+        return gray_array_to_rgb(data)
     if data.shape[2] == 4:
-        return _over_white(Image.fromarray(np.ascontiguousarray(data), mode="RGBA"))
+        return over_white(Image.fromarray(np.ascontiguousarray(data), mode="RGBA"))
     return Image.fromarray(np.ascontiguousarray(data), mode="RGB")
-
-
-def _channels_last(array: np.ndarray) -> np.ndarray:
-    """Check an array's shape: HxW or HxWxC with C in 1, 3, 4."""
-    if array.ndim == 2 and min(array.shape) > 0:
-        return array
-    if array.ndim == 3 and array.shape[2] in (1, 3, 4) and min(array.shape[:2]) > 0:
-        return array
-    hint = ""
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4):
-        hint = "; it looks channels-first: pass array.transpose(1, 2, 0)"
-    raise ImageError(
-        f"an image array must be HxW or HxWxC with C in 1, 3, 4; got shape {array.shape}{hint}"
-    )
-
-
-def _array_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Pixel values of a supported dtype -> uint8."""
-    kind = array.dtype.kind
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
-    if array.dtype == np.uint16:
-        return _scale_16bit(array)
-    if kind == "f":
-        if not np.isfinite(array).all():
-            raise ImageError("the image array contains NaN or infinity; clean it first")
-        if array.min() < 0 or array.max() > 1:
-            raise ImageError(
-                f"a float image array must lie in [0, 1]; got [{array.min():g}, {array.max():g}] "
-                "(divide 0..255 data by 255, or pass it as uint8)"
-            )
-        return _float_unit_to_uint8(array)
-    if kind in "iu" and array.size and array.min() >= 0 and array.max() <= 255:
-        return array.astype(np.uint8)
-    raise ImageError(
-        f"unsupported image array dtype {array.dtype} (or values outside 0..255); "
-        "pass uint8, uint16, bool, or float in [0, 1]"
-    )
 
 
 def _sample_folder() -> Path | None:

@@ -242,7 +242,7 @@ def test_target_by_name_and_method_params(tmp_path, capsys):
 
 def test_bad_param(capsys):
     code, _, err = run(capsys, ["explain", "--method", "grad-cam", "--param", "steps=3"])
-    assert code == 6 and "METHOD.NAME=VALUE" in err
+    assert code == 9 and "METHOD.NAME=VALUE" in err  # a ParamError
 
 
 # ----------------------------------------------------------------------------- sweep

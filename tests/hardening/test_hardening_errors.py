@@ -23,12 +23,22 @@ from cnnvis.errors import (
     MethodError,
     ModelError,
     OutputError,
+    ParamError,
     TargetError,
 )
 
 from conftest import TinyCNN
 
-CLASSES = [CnnvisError, ImageError, ModelError, LayerError, MethodError, TargetError, OutputError]
+CLASSES = [
+    CnnvisError,
+    ImageError,
+    ModelError,
+    LayerError,
+    MethodError,
+    TargetError,
+    OutputError,
+    ParamError,
+]
 
 
 def test_the_docstring_table_matches_the_classes():
@@ -124,6 +134,7 @@ def argv_for(cls: type[CnnvisError], model: str, tmp: Path) -> list[str]:
         MethodError: ["explain", *base, "--method", "nope"],
         TargetError: ["explain", *base, "--method", "gradient", "--target", "3"],
         OutputError: ["explain", *base, "--method", "gradient"],
+        ParamError: ["explain", *base, "--method", "rise", "--param", "rise.mask=5"],
     }[cls]
 
 

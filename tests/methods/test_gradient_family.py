@@ -293,7 +293,7 @@ def test_integrated_gradients_batch_equals_single_images(tiny_cnn, x16):
         ({"steps": 0}, "steps"),
         ({"batch_size": -1}, "batch_size"),
         ({"baseline": torch.zeros(2, 5, 5)}, "broadcast"),
-        ({"stpes": 10}, "unexpected keyword"),
+        ({"stpes": 10}, "no parameter .stpes."),
     ],
 )
 def test_integrated_gradients_bad_parameters(tiny_cnn, x16, params, match):

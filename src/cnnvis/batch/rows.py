@@ -41,6 +41,17 @@ def failed_images(columns: dict[str, np.ndarray], job: Job, n: int) -> np.ndarra
     return failed
 
 
+def map_errors(columns: dict[str, np.ndarray], job: Job, row: int) -> str:
+    """What went wrong with the maps of explained image `row`: 'KEY: error' for each failed map."""
+    said = []
+    for key in job.keys:
+        kind = columns.get(f"{key.name}:error_type")
+        if kind is not None and kind[row] is not None:
+            error = columns.get(f"{key.name}:error")
+            said.append(f"{key.name}: {error[row] if error is not None else kind[row]}")
+    return "; ".join(said)
+
+
 class Reuse:
     """Results already in the index, by (content hash, settings): which images are done, and
     rows for a done image found under a new path (moved, copied, or listed twice)."""
@@ -101,7 +112,7 @@ class Outcomes:
                 self.progress.count(skipped=1)
             else:
                 errors.append(fields)
-                self.progress.count(failed=1)
+                self.progress.fail(fields["source"], fields.get("error") or "not readable")
         if errors or aliases:
             self.writer.submit(Batch(errors, rows=aliases))
 
@@ -111,5 +122,7 @@ class Outcomes:
         """Explained images (fields, compute columns, uint8 pixels or None) to the writer; each
         counted done, or failed when any of its maps has an error."""
         self.writer.submit(Batch(images, columns, pixels))
-        failed = int(failed_images(columns, self.job, len(images)).sum())
-        self.progress.count(done=len(images) - failed, failed=failed)
+        failed = failed_images(columns, self.job, len(images))
+        for row in np.flatnonzero(failed):
+            self.progress.fail(images[row]["source"], map_errors(columns, self.job, int(row)))
+        self.progress.count(done=len(images) - int(failed.sum()))

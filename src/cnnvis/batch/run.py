@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class BatchSummary:
     failed: int
     seconds: float
     rows: int  # rows in the index after the run
+    failures: list[dict[str, str]] = field(default_factory=list)  # {"source", "error"} each
 
     @property
     def images_per_second(self) -> float:
@@ -61,6 +62,14 @@ class BatchSummary:
             f"{self.failed} failed in {self.seconds:.1f}s ({self.images_per_second:.2f} images/s,"
             f" {self.engine} engine); index: {self.out}/index"
         )
+
+    def failure_lines(self, limit: int = 20) -> list[str]:
+        """The failed files, one line each ('FILE: why'), the first `limit` of them and a
+        line for the rest (all of them are in the index's `error` column and in run.json)."""
+        lines = [f"{f['source']}: {f['error']}" for f in self.failures[:limit]]
+        if len(self.failures) > limit:
+            lines.append(f"... and {len(self.failures) - limit} more (see run.json)")
+        return lines
 
 
 def run(
@@ -163,8 +172,17 @@ def run(
             index.compact()
         rows = index.read().num_rows
     c = bar.counts
+    failures = [{"source": source, "error": error} for source, error in c.failures]
     summary = BatchSummary(
-        str(out_dir), engine, len(found.items), c.done, c.skipped, c.failed, bar.seconds, rows
+        str(out_dir),
+        engine,
+        len(found.items),
+        c.done,
+        c.skipped,
+        c.failed,
+        bar.seconds,
+        rows,
+        failures,
     )
     _write_run_json(out_dir, lm, job, found, summary, time.perf_counter() - start)
     return summary

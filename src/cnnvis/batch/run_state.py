@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -12,6 +15,7 @@ class Counts:
     done: int = 0  # explained in this run, every map written
     skipped: int = 0  # already done for these settings (same content hash)
     failed: int = 0  # unreadable, not an image, or a method failed on it
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, why), in order
 
 
 class Progress:
@@ -44,6 +48,13 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix(done=c.done, skipped=c.skipped, failed=c.failed, refresh=False)
             self.bar.update(done + skipped + failed)
+
+    def fail(self, source: str, error: str) -> None:
+        """One image failed: counted, kept for the summary, and said now (a warning naming
+        the file, so a long run shows which file failed while it goes on)."""
+        self.counts.failures.append((source, error))
+        log.warning("%s: %s", source, error)
+        self.count(failed=1)
 
     @property
     def seconds(self) -> float:

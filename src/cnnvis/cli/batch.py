@@ -166,6 +166,11 @@ def run(args: argparse.Namespace) -> int:
         dump_json(summary.as_dict())
     elif not args.quiet:
         print(summary)
+    if summary.failures and not args.json:  # each was named as it failed; all of them again
+        n = len(summary.failures)
+        print(f"cnnvis: {n} of {summary.total} file{'s' * (n != 1)} failed:", file=sys.stderr)
+        for line in summary.failure_lines():
+            print(f"  {line}", file=sys.stderr)
     if summary.total == 0:
         print("cnnvis: error: INPUT holds no images", file=sys.stderr)
         return ImageError.exit_code

@@ -31,7 +31,9 @@ EXAMPLES = """
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = command_parser(subparsers, "classify", ABOUT, examples(EXAMPLES))
-    p.add_argument("images", nargs="*", help="image files or sample:NAME (default: sample:cat)")
+    p.add_argument(
+        "images", nargs="*", help="image files, folders or sample:NAME (default: sample:cat)"
+    )
     add_model_args(p)
     p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default: 5)")
     add_max_pixels(p)

@@ -7,16 +7,18 @@ import argparse
 import json
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .. import method_rows
+from ..errors import CnnvisError, Hint, ImageError, MethodError, ParamError, closest
 
-from ..errors import CnnvisError, Hint, ImageError, MethodError, closest
-from ..explanation import Prediction
-from ..methods import MethodInfo, get_method, list_methods, scripted_methods
-from ..model import LoadedModel
+if TYPE_CHECKING:  # torch-backed: imported where used, so `cnnvis --help` starts at once
+    from ..explanation import Prediction
+    from ..methods import MethodInfo
+    from ..model import LoadedModel
 
 
 class CommandError(CnnvisError):
@@ -133,7 +135,8 @@ def add_params(p: argparse.ArgumentParser, example: str) -> None:
 
 
 def method_names(layer: bool = False) -> list[str]:
-    return [m.name for m in list_methods() if m.needs_layer or not layer]
+    """The built-in method names for help texts (read without importing torch)."""
+    return method_rows.names(layer)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -154,6 +157,8 @@ def weights(args: argparse.Namespace) -> str | None:
 
 def parse_methods(spec: str) -> list[str]:
     """Method names from 'a,b' or 'all'; an unknown name lists the close or all valid ones."""
+    from ..methods import list_methods
+
     if spec.strip().lower() == "all":
         return [m.name for m in list_methods()]
     names = [s.strip() for s in spec.split(",") if s.strip()]
@@ -163,6 +168,8 @@ def parse_methods(spec: str) -> list[str]:
 
 
 def parse_method(name: str) -> MethodInfo:
+    from ..methods import get_method, list_methods
+
     valid = [m.name for m in list_methods()]
     if name in valid:
         return get_method(name)
@@ -172,23 +179,28 @@ def parse_method(name: str) -> MethodInfo:
 
 
 def parse_params(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{method: {name: value}} from 'METHOD.NAME=VALUE' strings (values as JSON if they parse)."""
+    """{method: {name: value}} from 'METHOD.NAME=VALUE' strings (values as JSON if they parse);
+    a name the method does not take is a ParamError naming the ones it does."""
+    from ..methods import check_params, get_method
+
     params: dict[str, dict[str, Any]] = {}
     for spec in specs:
         key, sep, text = spec.partition("=")
         method, dot, name = key.strip().partition(".")
         if not (sep and dot and method and name):
-            raise MethodError(
+            raise ParamError(
                 f"--param {spec!r} is not METHOD.NAME=VALUE, e.g. integrated-gradients.steps=64"
             )
         method = parse_method(method).name
         if method not in methods:
-            raise MethodError(f"--param {spec!r} is for {method}, which is not in --method")
+            raise ParamError(f"--param {spec!r} is for {method}, which is not in --method")
         try:
             value = json.loads(text)
         except ValueError:
             value = text
         params.setdefault(method, {})[name.strip()] = value
+    for method, values in params.items():
+        check_params(get_method(method), values)
     return params
 
 
@@ -199,6 +211,7 @@ def check_cmap(name: str) -> None:
 
 
 def set_seed(value: int) -> None:
+    import numpy as np
     import torch
 
     torch.manual_seed(value)
@@ -211,11 +224,13 @@ def set_seed(value: int) -> None:
 def load_images(
     sources: Sequence[str], max_pixels: int | None = None
 ) -> tuple[list[tuple[str, Any]], list[dict[str, str]]]:
-    """Load every image; a failure is reported on stderr and kept, the others go on."""
+    """Load every image (a folder: the images in its tree); a failure is reported on stderr
+    and kept, the others go on."""
     from ..images import load_image
 
-    good, failed = [], []
-    for source in sources:
+    good: list[tuple[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    for source in expand_folders(sources, failed):
         try:
             good.append((source, load_image(source, max_pixels=max_pixels)))
         except ImageError as error:
@@ -223,6 +238,25 @@ def load_images(
             print(f"cnnvis: error: {source}: {message}", file=sys.stderr)
             failed.append({"source": source, "error": message})
     return good, failed
+
+
+def expand_folders(sources: Sequence[str], failed: list[dict[str, str]]) -> list[str]:
+    """`sources` with each folder replaced by the image files in its tree (sorted; symlink
+    loops walked once); a folder without images is reported and added to `failed`."""
+    from ..files import image_files
+
+    expanded = []
+    for source in sources:
+        if not Path(source).is_dir():
+            expanded.append(source)
+            continue
+        found = image_files(source)
+        if not found:
+            message = f"the folder {source} holds no image files (.jpg, .png, ...)"
+            print(f"cnnvis: error: {message}", file=sys.stderr)
+            failed.append({"source": source, "error": message})
+        expanded += [str(path) for path in found]
+    return expanded
 
 
 def exit_code(loaded: int, failed: int) -> int:
@@ -241,6 +275,8 @@ def hint_words(args: argparse.Namespace) -> dict[str, Callable[[Hint], str]]:
 
     def methods(hint: Hint) -> str:
         if hint.detail == "torchscript":
+            from ..methods import scripted_methods
+
             return f"methods that work: {', '.join(scripted_methods())}"
         return "see `cnnvis methods`"
 
@@ -276,27 +312,93 @@ def say(error: CnnvisError, args: argparse.Namespace | None = None) -> str:
 
 
 class Progress:
-    """A tqdm bar on stderr when stdout and stderr are terminals and not --quiet / --json."""
+    """Progress of one stage on stderr, unless --quiet / --json or a single step: a tqdm bar
+    when stdout and stderr are terminals; elsewhere (a log file, a pipe) lines, from the stage
+    running `LINE_AFTER` seconds on: how far it is, again every `LINE_EVERY` seconds, and how
+    long it took."""
+
+    LINE_AFTER = 2.0
+    LINE_EVERY = 10.0
 
     def __init__(
-        self, args: argparse.Namespace, total: int, desc: str, unit: str = "image"
+        self,
+        args: argparse.Namespace,
+        total: int,
+        desc: str,
+        unit: str = "image",
+        delay: float = 0.0,
     ) -> None:
         self.bar = None
-        wanted = not (args.quiet or args.json) and total > 1
-        if wanted and sys.stdout.isatty() and sys.stderr.isatty():
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
+        self.start = time.perf_counter()
+        self.said: float | None = None  # when the last line was written (lines only)
+        wanted = not (getattr(args, "quiet", False) or getattr(args, "json", False)) and total > 1
+        self.lines = wanted and not (sys.stdout.isatty() and sys.stderr.isatty())
+        if wanted and not self.lines:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, unit=unit)
+            self.bar = tqdm(
+                total=total, desc=desc, file=sys.stderr, leave=False, unit=unit, delay=delay
+            )
 
     def step(self, n: int = 1, note: str | None = None) -> None:
+        self.done += n
         if self.bar is not None:
             if note:
                 self.bar.set_postfix_str(note, refresh=False)
             self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if not self.lines or now - self.start < self.LINE_AFTER:
+            return
+        if self.said is None or now - self.said >= self.LINE_EVERY:
+            share = f" ({self.done / self.total:.0%})" if self.total else ""
+            units = f"{self.unit}s" if self.total != 1 else self.unit
+            print(
+                f"cnnvis: {self.desc}: {self.done}/{self.total} {units}{share}, "
+                f"{now - self.start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.said = now
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.said is not None:  # it ran long enough to be shown: say it ended
+            seconds = time.perf_counter() - self.start
+            print(f"cnnvis: {self.desc}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
+            self.said = None
+
+
+STAGE_UNITS = {"maps": "map", "features": "step"}  # what a stage counts (default: input rows)
+
+
+class StageProgress:
+    """The library's progress reports (`cnnvis.progress`) shown with one `Progress` per stage
+    ("maps", "score-cam @ bn2", "features", ...): install it with
+    `cnnvis.progress.reporting(StageProgress(args))` around the call."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stages: dict[str, Progress] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        shown = self.stages.get(stage)
+        if shown is None or done < shown.done or total != shown.total:  # a new round of it
+            if shown is not None:
+                shown.close()
+            unit = STAGE_UNITS.get(stage, "row")
+            shown = self.stages[stage] = Progress(self.args, total, stage, unit, delay=2.0)
+        if done > shown.done:
+            shown.step(done - shown.done)
+        if done >= total:
+            self.stages.pop(stage).close()
+
+    def close(self) -> None:
+        for shown in self.stages.values():
+            shown.close()
+        self.stages.clear()
 
 
 def print_predictions(
@@ -309,6 +411,16 @@ def print_predictions(
     for rank, p in enumerate(predictions, 1):
         mark = ">" if p.index == target else " "
         print(f"   {mark}{rank:>2}  {p.name:<{width}}  {p.index:>5}  {p.probability:6.1%}")
+
+
+def explained(target: dict[str, Any]) -> str:
+    """What was explained, in words: 'explained class 281 tabby (p=0.53)', or 'explained unit
+    blocks.5:3' for a unit target (its index is -1 and it has no probability)."""
+    index, name, p = target["index"], target["name"], target["probability"]
+    if index is None or index < 0:
+        return f"explained unit {name}"
+    shown = f"{p:.2f}" if p >= 0.005 else f"{p:.1e}"
+    return f"explained class {index} {name} (p={shown})"
 
 
 def dump_json(data: object) -> None:

@@ -22,10 +22,12 @@ from ..layers import requested_layers
 from ..manifest import run_facts
 from ..methods import get_method
 from ..model import LoadedModel
-from ..targets import parse_target
+from ..progress import reporting
+from ..targets import UnitTarget, parse_target
 from . import out_folder, output
 from .common import (
     Progress,
+    StageProgress,
     add_common,
     add_max_pixels,
     add_model_args,
@@ -52,6 +54,7 @@ EXAMPLES = """
     cnnvis explain photo.jpg --method grad-cam,guided-backprop
     cnnvis explain a.jpg b.png --model torchvision:resnet50 --layer layer4 --method all
     cnnvis explain sample:coffee --target espresso --out results/
+    cnnvis explain photos/ --method grad-cam        # every image in the folder's tree
     cnnvis explain photo.jpg --target 281 --cmap inferno --json
 
     Writes OUT/<image>/ (figure.png, comparison.png, one PNG per map, maps.npz,
@@ -61,7 +64,9 @@ EXAMPLES = """
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = command_parser(subparsers, "explain", ABOUT, examples(EXAMPLES))
-    p.add_argument("images", nargs="*", help="image files or sample:NAME (default: sample:cat)")
+    p.add_argument(
+        "images", nargs="*", help="image files, folders or sample:NAME (default: sample:cat)"
+    )
     add_model_args(p)
     p.add_argument(
         "--method",
@@ -115,14 +120,17 @@ def run(args: argparse.Namespace) -> int:
         items = list(zip(loaded, folders, strict=True))
         layers = _resolve_layers(args, model, methods)
         progress = Progress(args, len(items), "explaining")
+        stages = StageProgress(args)  # the maps and each multi-pass method's passes
         skipped: dict[str, CnnvisError] = {}
         try:
-            for b in range(0, len(items), args.batch_size):
-                batch = items[b : b + args.batch_size]
-                entries += _explain_batch(
-                    args, model, methods, layers, params, batch, skipped, progress
-                )
+            with reporting(stages):
+                for b in range(0, len(items), args.batch_size):
+                    batch = items[b : b + args.batch_size]
+                    entries += _explain_batch(
+                        args, model, methods, layers, params, batch, skipped, progress
+                    )
         finally:
+            stages.close()
             progress.close()
         for name, error in skipped.items():
             print(f"cnnvis: warning: {name} skipped: {error}", file=sys.stderr)
@@ -146,8 +154,13 @@ def _resolve_layers(
     """--layer as names; 'auto' resolved once here (and logged once), not once per batch."""
     size = model.preprocess.crop_size
     needed = any(get_method(m).needs_layer for m in methods)
+    target = parse_target(args.target)
     names = requested_layers(
-        model.module, args.layer, needed=needed, input_shape=(1, 3, size, size)
+        model.module,
+        args.layer,
+        needed=needed,
+        input_shape=(1, 3, size, size),
+        unit_layer=target.layer if isinstance(target, UnitTarget) else None,
     )
     return names or None
 

@@ -25,9 +25,10 @@ from ..features import (
 )
 from ..features.optimize import DEFAULT_DECAY, DEFAULT_LR
 from ..model import LoadedModel
+from ..progress import reporting
 from ..targets import UnitTarget
 from . import out_folder
-from .common import add_common, add_model_args, command_parser, load_model
+from .common import StageProgress, add_common, add_model_args, command_parser, load_model
 
 EXAMPLES = """examples:
   cnnvis features --target goldfish                  # the picture of a class (name or index)
@@ -102,12 +103,19 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     out = Path(args.out)
     out_folder.claim(out, "features", args.force)
-    if mode == "patches":
-        summary = _top_patches(args, model, out)
-    elif mode == "grid":
-        summary = _grid(args, model, out)
-    else:
-        summary = _targets(args, model, out)
+    # on a terminal the optimization draws its own bar; elsewhere a line per stage on stderr
+    on_terminal = sys.stdout.isatty() and sys.stderr.isatty()
+    stages = StageProgress(args)
+    try:
+        with reporting(None if on_terminal else stages):
+            if mode == "patches":
+                summary = _top_patches(args, model, out)
+            elif mode == "grid":
+                summary = _grid(args, model, out)
+            else:
+                summary = _targets(args, model, out)
+    finally:
+        stages.close()
     (out / "features.json").write_text(json.dumps(summary, indent=2, default=str))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

@@ -2,12 +2,15 @@
 turns every command's errors into a message and an exit code.
 
 Each module in `COMMANDS` declares its sub-parser (`add_parser(subparsers)`) and does its work
-(`run(args) -> int`); a new command is a new module added to `COMMANDS`.
+(`run(args) -> int`); a new command is a new module, with its name and one-line help in
+`COMMAND_HELP`. `main` imports only the module of the command it runs, so `cnnvis --help` and
+`cnnvis methods` start without loading torch (`COMMANDS` imports them all, on first use).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import logging
 import os
@@ -15,16 +18,30 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
 
 from .. import __version__
 from ..errors import CnnvisError
-from . import batch, classify, evaluate, explain, features, layers, methods, models, serve, sweep
 from .common import examples, say
 
 log = logging.getLogger("cnnvis")
 
-# In the order `cnnvis --help` lists them.
-COMMANDS = (explain, sweep, features, serve, evaluate, batch, classify, layers, methods, models)
+# Each command's one-line help (its module's ABOUT; a test keeps them equal), in the order
+# `cnnvis --help` lists them.
+COMMAND_HELP = {
+    "explain": "Explain images with one or several methods; write figures and maps.",
+    "sweep": "The tutorial's per-layer loop in one pass: a method at every layer.",
+    "features": "Feature visualization: the input a class, channel or neuron responds to most.",
+    "serve": "Serve the web page and its JSON API (FastAPI under uvicorn).",
+    "evaluate": "Can the maps be trusted? Faithfulness, localisation and sanity checks vs "
+    "baselines.",
+    "batch": "Explain a whole dataset into maps and a Parquet index; resumable; local or on Ray.",
+    "classify": "Top-k predictions with class names and probabilities.",
+    "layers": "The model's layers with output shapes; the default layer marked.",
+    "methods": "Every registered method: what it is, its paper, needs and cost.",
+    "models": "Model sources and names, and which have weights here.",
+}
 EXAMPLES = """
     cnnvis explain                  # the bundled cat: figures, maps, report.html in ./cnnvis-out
     cnnvis explain photo.jpg --method all
@@ -34,8 +51,24 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `cnnvis` parser: each command's sub-parser, with its `run` as the `run` default."""
+def command_module(name: str) -> ModuleType:
+    """The module of command `name` (`cnnvis.cli.<name>`), imported now."""
+    return importlib.import_module(f".{name}", __package__)
+
+
+def __getattr__(name: str) -> Any:
+    """`COMMANDS`: every command module, in `COMMAND_HELP`'s order (imports them all)."""
+    if name == "COMMANDS":
+        return tuple(command_module(command) for command in COMMAND_HELP)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `cnnvis` parser: each command's sub-parser, with its `run` as the `run` default.
+
+    `only`: build that command's sub-parser alone (its module is the only one imported); the
+    others are listed by name and help. `only=""` imports no command module (`cnnvis --help`).
+    """
     parser = argparse.ArgumentParser(
         prog="cnnvis",
         description="See what an image classifier looks at.",
@@ -44,19 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cnnvis {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(subparsers).set_defaults(run=command.run)
+    for name, about in COMMAND_HELP.items():
+        if only is None or name == only:
+            command = command_module(name)
+            command.add_parser(subparsers).set_defaults(run=command.run)
+        else:
+            subparsers.add_parser(name, help=about, add_help=False)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The command `argv` runs ("" for none: `--help`, `--version`, or a name that is not one)."""
+    first = next((a for a in argv if not a.startswith("-")), "")
+    return first if first in COMMAND_HELP else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
     0 ok; 1 some images failed (the others were written) or an unexpected error; 2 bad
-    arguments; 3 no image could be read; 4 model, 5 layer, 6 method, 7 target errors.
+    arguments; 3 no image could be read; 4 model, 5 layer, 6 method, 7 target, 8 parameter
+    errors.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(only=_command_in(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, --version, or a usage error (already printed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..methods import list_methods
+from .. import method_rows
 from .common import add_common, command_parser, dump_json, examples
 
 ABOUT = "Every registered method: what it is, its paper, needs and cost."
@@ -26,7 +26,7 @@ JSON_KEYS = ("name", "kind", "summary", "formula", "paper", "needs", "passes")
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = [m.to_row() for m in list_methods()]
+    rows = method_rows.rows()  # the registry's rows, without importing torch
     if args.json:
         dump_json([{key: r[key] for key in JSON_KEYS} for r in rows])
         return 0

@@ -19,7 +19,7 @@ from .. import manifest, render
 from ..explanation import Explanation, Prediction, Sweep
 from ..file_names import inside, safe_name, unique_stems
 from ..files import write_npz
-from .common import Progress, dump_json, print_predictions, relative
+from .common import Progress, dump_json, explained, print_predictions, relative
 
 
 def unique_dirs(root: Path, sources: Sequence[str]) -> list[Path]:
@@ -223,6 +223,7 @@ def print_summary(
         print_predictions(
             e["source"], [Prediction(**p) for p in e["predictions"]], e["target"]["index"]
         )
+        print(f"  {explained(e['target'])}")
         print(f"  files: {relative(folder)}/  ({_describe_files(e)})")
     if report is not None:
         print(f"report: {relative(report)}")

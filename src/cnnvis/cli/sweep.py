@@ -9,11 +9,14 @@ from typing import Any
 
 from ..api import sweep
 from ..errors import ImageError
+from ..layers import MAX_LAYERS
 from ..manifest import run_facts
+from ..progress import reporting
 from ..targets import parse_target
 from . import out_folder, output
 from .common import (
     Progress,
+    StageProgress,
     add_common,
     add_max_pixels,
     add_model_args,
@@ -25,6 +28,7 @@ from .common import (
     load_model,
     method_names,
     parse_method,
+    positive_int,
     relative,
     set_seed,
 )
@@ -32,9 +36,13 @@ from .common import (
 ABOUT = "The tutorial's per-layer loop in one pass: a method at every layer."
 EXAMPLES = """
     cnnvis sweep                                    # guided Grad-CAM at every layer, the cat
-    cnnvis sweep photo.jpg --method grad-cam --layers 'blocks.*'
-    cnnvis sweep photo.jpg --model torchvision:vgg16 --layers 'features.*'
-    cnnvis sweep photo.jpg --method layer-cam --layers 'blocks.*' --fuse mean
+    cnnvis sweep photo.jpg --method grad-cam --layers 'blocks.?'   # the 7 stages
+    cnnvis sweep photo.jpg --model torchvision:vgg16 --layers 'features.*'   # the tutorial's 31
+    cnnvis sweep photo.jpg --method layer-cam --layers 'blocks.?' --fuse mean
+    cnnvis sweep photo.jpg --method grad-cam --layers 'blocks.*' --max-layers 100
+
+    A pattern matches the layers a map is useful at (blocks, convolutions; not Identity,
+    dropout or squeeze-excitation gates), at most --max-layers of them (outermost first).
 
     Writes OUT/<image>/sweep-METHOD.png (the grid), sweep-METHOD/LAYER.png,
     sweep-METHOD.npz, sweep-METHOD.json and OUT/report.html; with --fuse HOW also
@@ -56,6 +64,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--layers",
         default="all",
         help="all (every block along the main path), or a glob such as 'features.*'",
+    )
+    p.add_argument(
+        "--max-layers",
+        type=positive_int,
+        default=MAX_LAYERS,
+        help="at most this many layers from all or a glob, the outermost first (default: "
+        "%(default)s)",
     )
     p.add_argument(
         "--fuse",
@@ -85,7 +100,16 @@ def run(args: argparse.Namespace) -> int:
     out_folder.claim(out, "sweep", args.force)
     source, image = loaded[0]
     t = time.perf_counter()
-    result = sweep(model, image, method, args.layers, parse_target(args.target), output=args.output)
+    spec = parse_target(args.target)
+    stages = StageProgress(args)
+    try:
+        with reporting(stages):
+            result = sweep(
+                model, image, method, args.layers, spec, output=args.output,
+                max_layers=args.max_layers,
+            )  # fmt: skip
+    finally:
+        stages.close()
     sweep_seconds = time.perf_counter() - t
     folder = output.unique_dirs(out, [source])[0]
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,9 +149,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{source}: {result.method} over {len(result)} layers -> {relative(figure)}")
         print(f"report: {relative(report)}")
         return 0
+    seconds = time.perf_counter() - start  # wall-clock, from the start of the command
     print(
         f"{result.method} over {len(result)} layers of {model.name} for {target['name']} "
-        f"({target['index']}, p = {target['probability']:.2f}) in {sweep_seconds:.2f} s"
+        f"({target['index']}, p = {target['probability']:.2f}) in {seconds:.2f} s "
+        f"(model {model_seconds:.2f} s, maps {sweep_seconds:.2f} s, drawing "
+        f"{entry['timings']['render']:.2f} s)"
     )
     print(f"  figure: {relative(figure)}")
     print(f"  files:  {relative(folder)}/  ({len(maps)} layer PNGs in {name}/, {name}.npz)")

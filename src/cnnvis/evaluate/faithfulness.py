@@ -54,6 +54,12 @@ class Curve:
     scores: torch.Tensor
     value: float
 
+    def __repr__(self) -> str:
+        return (
+            f"Curve({self.metric} of {self.map} on {self.image}: {len(self.scores)} points, "
+            f"value {self.value:.4f})"
+        )
+
 
 @dataclass
 class Plan:

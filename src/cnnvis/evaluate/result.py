@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..explanation import short_list
 from .baselines import ORDER_METRICS, REVERSED_PREFIX, SHARED_BASELINES
 from .faithfulness import Curve
 from .metrics import METRICS
@@ -70,6 +71,24 @@ class Evaluation:
     seconds: float = 0.0
     forwards: int = 0  # the metrics' forward passes
     planned: int = 0  # every forward pass, as announced before the run (see `cost`)
+
+    def __repr__(self) -> str:
+        """One line: what was evaluated and how much came out; `table()` has the numbers."""
+        parts = [
+            f"model {self.model}",
+            f"methods {short_list(self.methods)}",
+            f"baselines {short_list(self.baselines)}",
+            f"metrics {short_list(self.metrics)}",
+            f"{len(self.images)} image{'s' * (len(self.images) != 1)}",
+            f"{len(self.scores)} scores",
+            f"{len(self.curves)} curves",
+        ]
+        if self.randomization:
+            parts.append(f"{len(self.randomization)} randomization runs")
+        if self.failures:
+            parts.append(f"failed: {short_list(sorted(self.failures))}")
+        parts.append(f"{self.seconds:.1f} s")
+        return f"Evaluation({', '.join(parts)})"
 
     @property
     def maps(self) -> list[str]:

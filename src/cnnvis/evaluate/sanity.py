@@ -62,6 +62,12 @@ class RandomizationResult:
     maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     display: torch.Tensor | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"RandomizationResult({self.mode}, {self.image}, class {self.target} "
+            f"{self.target_name}, {len(self.steps)} steps, methods {', '.join(self.similarity)})"
+        )
+
 
 def randomization_groups(module: nn.Module) -> list[tuple[str, list[str]]]:
     """(label, module names) of the groups, top (output) first."""

@@ -27,6 +27,7 @@ from torch import nn
 from ..errors import TargetError
 from ..forwards import device_dtype
 from ..model import LoadedModel, as_loaded
+from ..progress import report
 from ..targets import UnitTarget, select_logits
 from .objective import (
     FeatureError,
@@ -276,10 +277,11 @@ def _repeat(step: Callable[[], torch.Tensor], steps: int, bar: Any) -> list[torc
     """`steps` calls of `step`, ticking the progress bar (closed also on error)."""
     try:
         history = []
-        for _ in range(steps):
+        for done in range(steps):
             history.append(step())
             if bar is not None:
                 bar.update()
+            report("features", done + 1, steps)
         return history
     finally:
         if bar is not None:

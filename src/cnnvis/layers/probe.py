@@ -8,7 +8,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -17,7 +17,6 @@ from torch import nn
 from ..errors import Hint, LayerError
 from ..forwards import device_dtype, first_tensor, guarded_forward
 from ..model import compute_model, is_scripted
-from .names import resolve_layer
 from .tokens import is_grid, patch_size, token_grid
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,10 @@ _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Flatten)
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One module of a model: its dotted name, type, output shape (batch 1) and roles."""
+    """One module of a model: its dotted name, type, output shape (batch 1) and roles.
+
+    `same_as`: the enclosing module whose output this module's output is (the activation of a
+    conv-norm-act unit, a Sequential's last layer): a map there is the enclosing one's."""
 
     name: str
     type: str
@@ -36,6 +38,7 @@ class LayerInfo:
     calls: int = 1
     default: bool = False
     sweep: bool = False
+    same_as: str | None = None
 
     @property
     def spatial(self) -> bool:
@@ -82,6 +85,7 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
     names = {m: n for n, m in model.named_modules() if n}
     order: list[str] = []
     outputs: dict[str, torch.Tensor | None] = {}
+    versions: dict[str, int] = {}  # each output's in-place version counter when it was made
     calls: dict[str, int] = {}
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -92,6 +96,7 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
         calls[name] = calls.get(name, 0) + 1
         order.append(name)
         outputs[name] = tensor
+        versions[name] = tensor._version if tensor is not None else -1
 
     device, dtype = device_dtype(model)
     # TorchScript modules take no Python hooks: they are listed without an output shape
@@ -107,15 +112,29 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
         t = outputs[name]
         shape = tuple(t.shape) if t is not None else None
         info = LayerInfo(name, type(modules[name]).__name__, shape, calls[name], name == default)
+        info = replace(info, same_as=_enclosing_with_output(name, outputs, versions))
         infos.append(_with_sweep(info, name in spine and not _is_pooling_head(modules[name])))
     ran = set(order)
     infos += [LayerInfo(n, type(m).__name__, None, 0) for m, n in names.items() if n not in ran]
     return infos
 
 
+def _enclosing_with_output(
+    name: str, outputs: dict[str, torch.Tensor | None], versions: dict[str, int]
+) -> str | None:
+    """The module that directly encloses `name` when it returns `name`'s very output (the same
+    tensor, not changed in place in between: a norm before an in-place ReLU is not its unit's
+    output)."""
+    parent = name.rpartition(".")[0]
+    mine = outputs.get(name)
+    if not parent or mine is None or outputs.get(parent) is not mine:
+        return None
+    return parent if versions.get(parent) == versions.get(name) else None
+
+
 def _with_sweep(info: LayerInfo, in_spine: bool) -> LayerInfo:
     if in_spine and info.spatial:
-        return LayerInfo(info.name, info.type, info.output_shape, info.calls, info.default, True)
+        return replace(info, sweep=True)
     return info
 
 
@@ -242,29 +261,3 @@ def default_layer(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224
         "the model has no layer with a spatial (N, C, H, W) output, so CAM methods cannot run "
         "on it; use a pixel method such as 'gradient' or 'guided-backprop'"
     )
-
-
-def sweep_layers(
-    model: nn.Module,
-    layers: str | Sequence[str] = "all",
-    input_shape: Sequence[int] = (1, 3, 224, 224),
-) -> list[str]:
-    """The layers of a sweep, in forward order: "all" (every block along the main path with a
-    spatial output: VGG's 31 `features.*` modules, ResNet's stem and 16 blocks, ...), a glob
-    pattern over layer names (`features.*`, `layer4.*`), or an explicit list."""
-    infos = probe(model, input_shape)
-    if isinstance(layers, str) and layers == "all":
-        chosen = [i.name for i in infos if i.sweep]
-    elif isinstance(layers, str):
-        chosen = [i.name for i in infos if i.spatial and fnmatch.fnmatch(i.name, layers)]
-        if not chosen:
-            raise LayerError(
-                f"no layer with a spatial output matches {layers!r}", hint=Hint("layers")
-            )
-    else:
-        for name in layers:
-            resolve_layer(model, name)
-        chosen = list(layers)
-    if not chosen:
-        raise LayerError("the model has no layer with a spatial output to sweep over")
-    return chosen

@@ -3,7 +3,6 @@ batch runs, evaluation): "auto", names, comma-separated lists, glob patterns."""
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Sequence
 
@@ -11,7 +10,9 @@ from torch import nn
 
 from ..errors import Hint, LayerError
 from .names import resolve_layer
-from .probe import default_layer, probe
+from .patterns import pattern_layers
+from .probe import default_layer
+from .units import after_unit, check_unit_layers, default_for_unit
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def requested_layers(
     *,
     needed: bool = True,
     input_shape: Sequence[int] = (1, 3, 224, 224),
+    unit_layer: str | None = None,
 ) -> list[str]:
     """The layers that `request` names, checked against `model`, in the order given.
 
@@ -32,12 +34,15 @@ def requested_layers(
       see `default_layer`; logged once here) when `needed`.
     - "layer3,layer4" or ["layer3", "layer4"]: those names (None entries are skipped); names
       with DataParallel's `module.` prefix are accepted.
-    - "layer4.*": a glob pattern, every layer with a spatial output that matches, in forward
-      order (a pattern that matches none is an error).
+    - "layer4.*": a glob pattern, the matching layers a map is useful at, in forward order
+      (see `cnnvis.layers.patterns`; a pattern that matches none is an error).
     - `needed=False` (no method asked for takes a layer): the names are still checked (a wrong
       name is an error even when unused) and the answer is [].
     "auto" mixed with names is an error. `input_shape` is the shape the model is probed with
     for the default layer and patterns: (1, C, H, W) of the inputs to explain.
+    `unit_layer`: the layer of a unit target. Only layers at or before it can change the unit:
+    the default moves to the last spatial layer at or before it (logged), a pattern keeps the
+    layers that can, a named layer after it is a LayerError naming those that work.
     """
     shape = (1, *tuple(input_shape)[1:])
     names = ["auto" if n.lower() == "auto" else n for n in _names(request)]
@@ -46,12 +51,19 @@ def requested_layers(
     names = [n for n in names if n != "auto"]
     found: list[str] = []
     for name in names:
-        found += _expand(model, name, shape)
+        found += _expand(model, name, shape, unit_layer)
     if not needed:
         return []
     if not found:
-        found = [default_layer(model, shape)]
-        log.info("using the default layer %s (the last with spatial output)", found[0])
+        default = default_layer(model, shape)
+        if unit_layer is not None:
+            chosen = default_for_unit(model, default, unit_layer, shape)
+            if chosen != default:
+                return [chosen]
+        log.info("using the default layer %s (the last with spatial output)", default)
+        return [default]
+    if unit_layer is not None:
+        check_unit_layers(model, found, unit_layer, shape)
     return list(dict.fromkeys(found))
 
 
@@ -68,14 +80,24 @@ def _names(request: LayerRequest) -> list[str]:
     )
 
 
-def _expand(model: nn.Module, name: str, input_shape: Sequence[int]) -> list[str]:
-    """[name] for a module name; the matching spatial layers for a glob pattern."""
+def _expand(
+    model: nn.Module, name: str, input_shape: Sequence[int], unit_layer: str | None = None
+) -> list[str]:
+    """[name] for a module name; the matching spatial layers for a glob pattern (those at or
+    before `unit_layer` when given)."""
     if not _GLOB.intersection(name):
         resolve_layer(model, name)
         return [name]
-    matched = [
-        i.name for i in probe(model, input_shape) if i.spatial and fnmatch.fnmatch(i.name, name)
-    ]
-    if not matched:
-        raise LayerError(f"no layer with a spatial output matches {name!r}", hint=Hint("layers"))
+    matched = pattern_layers(model, name, input_shape)
+    if unit_layer is not None:
+        late = set(after_unit(model, matched, unit_layer, input_shape))
+        if late and len(late) < len(matched):
+            log.info(
+                "%d of the layers matching %r run after the unit target's layer %s and cannot "
+                "change it; they are left out",
+                len(late),
+                name,
+                unit_layer,
+            )
+            matched = [m for m in matched if m not in late]
     return matched

@@ -23,13 +23,14 @@ from . import rise  # noqa: F401
 
 # isort: on
 from .facts import Cost, Kind, MethodInfo, Needs
-from .registry import get_method, list_methods, register, scripted_methods
+from .registry import check_params, get_method, list_methods, register, scripted_methods
 
 __all__ = [
     "Cost",
     "Kind",
     "MethodInfo",
     "Needs",
+    "check_params",
     "get_method",
     "list_methods",
     "register",

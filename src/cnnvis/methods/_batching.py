@@ -22,6 +22,7 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import Hook, fast_forward, guarded_forward, output_hook
 from ..layers import resolve_layer
+from ..progress import report_current
 from ..targets import select_logits, target_scores
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ def positive_int(name: str, value: object, method: str) -> int:
 
 
 def chunks(rows: int, batch_size: int) -> Iterator[torch.Tensor]:
-    """Row indices 0..rows-1 in consecutive chunks of at most `batch_size`."""
+    """Row indices 0..rows-1 in consecutive chunks of at most `batch_size`; each chunk done is
+    reported as progress of the current stage (`cnnvis.progress`)."""
     for start in range(0, rows, batch_size):
         yield torch.arange(start, min(start + batch_size, rows))
+        report_current(min(start + batch_size, rows), rows)
 
 
 def accumulator(like: torch.Tensor) -> torch.Tensor:

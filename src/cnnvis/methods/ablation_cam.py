@@ -32,6 +32,7 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import first_tensor
 from ..layers import resolve_layer
+from ..progress import report_current
 from ._batching import Score, positive_int, scoring
 from .cam import layer_activation, required_layer, weighted_sum
 from .facts import Cost, MethodInfo, Needs
@@ -149,6 +150,7 @@ class _Ablation:
             if scores is None:
                 scores = self._repeated(score, i, rows)
             found.append(scores)
+            report_current(min(start + batch_size, len(todo)), len(todo))
         return live, torch.cat(found)[todo >= 0]
 
     def _shared(

@@ -7,6 +7,7 @@ Every listing (`cnnvis methods`, the web page's /api/methods, the README's metho
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -217,6 +218,15 @@ class MethodInfo:
     def many_passes(self) -> bool:
         """Its passes grow with a count: slow on a CPU (the web page marks it)."""
         return self.cost.many_passes
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The keyword parameters its `compute` takes after (recording, layer), in order, e.g.
+        ('baseline', 'steps', ...) for integrated gradients; a wrapping method (SmoothGrad)
+        also passes its base method's on (see `cnnvis.methods.check_params`)."""
+        found = list(inspect.signature(self.compute).parameters.values())[2:]
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return tuple(p.name for p in found if p.kind in kinds)
 
     @property
     def passes(self) -> str:

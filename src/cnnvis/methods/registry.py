@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
+from collections.abc import Mapping
+from typing import Any
 
-from ..errors import Hint, MethodError, unknown
+from ..errors import Hint, MethodError, ParamError, closest, unknown
 from .facts import MethodInfo
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -59,3 +62,37 @@ def scripted_methods() -> list[str]:
 def _or_list(names: list[str]) -> str:
     """'a', 'a or b', 'a, b or c'."""
     return " or ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
+
+
+def check_params(info: MethodInfo, params: Mapping[str, Any]) -> None:
+    """A ParamError naming the valid parameters when `params` has a name `info`'s method does
+    not take (checked before any pass runs, so no method is skipped for a misspelling). A
+    wrapping method (SmoothGrad) takes its base method's parameters too."""
+    valid = list(info.parameters)
+    if info.wraps_method:
+        base = params.get("base", _default(info, "base"))
+        if isinstance(base, str) and base in info.needs.base_methods and base in _REGISTRY:
+            valid += [p for p in _REGISTRY[base].parameters if p not in valid]
+    wrong = [name for name in params if name not in valid]
+    if not wrong:
+        return
+    said = ", ".join(repr(name) for name in wrong)
+    message = f"{info.name} has no parameter{'s' if len(wrong) > 1 else ''} {said}"
+    near = closest(wrong[0], valid, n=3)
+    if near:
+        message += f" (did you mean {' or '.join(near)}?)"
+    if "layer" in wrong:
+        message += "; the layer is chosen by layer= (--layer), not as a parameter"
+    if valid:
+        message += f"; its parameters are: {', '.join(valid)}"
+    else:
+        message += "; it takes no parameters"
+    raise ParamError(message)
+
+
+def _default(info: MethodInfo, name: str) -> Any:
+    """The default value of `compute`'s parameter `name` (None if it has none)."""
+    parameter = inspect.signature(info.compute).parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default

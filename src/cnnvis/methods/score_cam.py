@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import fast_settings
+from ..progress import report_current
 from ._batching import choice, positive_int, scoring
 from .cam import layer_activation, weighted_sum
 from .facts import Cost, MethodInfo, Needs
@@ -122,6 +123,7 @@ def channel_scores(
             chunk = slice(start, start + batch_size)
             masks = normalized_masks(rows[chunk].reshape(-1, 1, h, w), x.shape[2:], align_corners)
             found.append(score(x[owner[chunk]] * masks.to(x.dtype)))
+            report_current(min(start + batch_size, len(rows)), len(rows))
     log.debug("score-cam: %d masked forwards for %d channels", len(rows), where.numel())
     scores = torch.cat(found)  # (R, N): every row scored for every image's target
     images = torch.arange(acts.shape[0], device=scores.device)[:, None]

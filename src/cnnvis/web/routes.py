@@ -339,8 +339,12 @@ def _image(server: Server, sample: str | None, upload: Upload | None) -> tuple[s
         try:
             image = load_image(upload.data, max_pixels=server.config.max_pixels)
         except ImageError as error:
-            message = error.message.replace("the image bytes are", "the uploaded file is")
-            message = message.replace("the image bytes", f"the uploaded file {upload.filename!r}")
+            named = f"the uploaded file {upload.filename!r}"
+            message = error.message.replace(
+                "the image bytes are empty", "the uploaded file is empty"
+            )
+            message = message.replace("the image bytes are", f"{named} is")
+            message = message.replace("the image bytes", named)
             raise ImageError(message, hint=error.hint) from None
         return upload.filename, image
     if sample:
