@@ -26,7 +26,7 @@ from .model import (
     unwrap,
 )
 from .postprocess import upsample
-from .targets import TargetSpec, select_logits
+from .targets import TargetSpec, row_classes, row_names, select_logits
 
 if TYPE_CHECKING:
     from .images import ImageSource
@@ -220,28 +220,14 @@ def explain_many(
         categories=lambda classes: _categories(lm, classes),
         output_key=output,
         normalize=lm.preprocess.normalize,
+        load_image=lambda image: prepare_inputs(lm, image)[0].to(lm.device),
     )
     rec.prepare(
         input_rules=[r for i in infos for r in i.input_rules],
         layers=layer_names if any(i.layer_gradients for i in infos) else [],
         last=True,  # every method declares its rules and layers (MethodInfo)
     )
-    categories = _categories(lm, rec.logits.shape[1])
-    targets = rec.targets.tolist()
-    predictions = top_predictions(rec.logits.detach(), categories, top_k)
-    common = {
-        "targets": targets,
-        "target_names": [_name(categories, t) for t in targets],
-        "probabilities": rec.probabilities.tolist(),
-        "images": display,
-        "model": lm.name,
-        "predictions": predictions,
-        "notes": notes,
-    }
-    if rec.unit is not None:  # a unit inside the network: no class, no probability
-        n = len(targets)
-        common.update(targets=[-1] * n, target_names=[str(rec.unit)] * n)
-        common["probabilities"] = [float("nan")] * n
+    common = {"images": display, "model": lm.name, "notes": notes, **_target_facts(rec, lm, top_k)}
     results: dict[tuple[str, str | None], Explanation] = {}
     for info in infos:
         for layer in layer_names if info.needs_layer else [None]:
@@ -254,6 +240,29 @@ def explain_many(
                 failures[info.name] = error
     log.debug("explain_many: %d maps in %.3fs", len(results), time.perf_counter() - start)
     return results
+
+
+def _target_facts(rec: Recording, lm: LoadedModel, top_k: int) -> dict[str, Any]:
+    """What an Explanation says of its target: the class of each image (-1 where the target
+    is not a class), its name (or the target as written), its probability, the predictions."""
+    n = rec.inputs.shape[0]
+    logits = rec.class_logits
+    categories = None if logits is None else _categories(lm, logits.shape[1])
+    predictions = None if logits is None else top_predictions(logits.detach(), categories, top_k)
+    classes = row_classes(rec.target, n)
+    written = row_names(rec.target, n)
+    probs = [float("nan")] * n
+    if logits is not None:
+        softmax = logits.detach().float().softmax(dim=1)
+        probs = [float("nan") if c is None else float(softmax[i, c]) for i, c in enumerate(classes)]
+    return {
+        "targets": [-1 if c is None else c for c in classes],
+        "target_names": [
+            w if c is None else _name(categories, c) for c, w in zip(classes, written, strict=True)
+        ],
+        "probabilities": probs,
+        "predictions": predictions,
+    }
 
 
 def _method(name: Any) -> MethodInfo:

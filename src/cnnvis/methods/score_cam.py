@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import fast_settings
+from ..targets import ClassTarget, describe
 from ._batching import choice, positive_int, scoring
 from .cam import layer_activation, weighted_sum
 from .facts import Cost, MethodInfo, Needs
@@ -142,10 +143,10 @@ def score_cam(
     acts = layer_activation(rec, layer).detach()
     choice("softmax", softmax, SOFTMAX, "score-cam")
     positive_int("batch_size", batch_size, "score-cam")
-    if softmax == "classes" and rec.unit is not None:
+    if softmax == "classes" and not isinstance(rec.target, ClassTarget):
         raise MethodError(
-            "score-cam: softmax='classes' needs class logits, and the target is a unit "
-            f"({rec.unit}); use softmax='channels', which weighs the unit's activations"
+            "score-cam: softmax='classes' needs class logits, and the target is "
+            f"{describe(rec.target)}; use softmax='channels', which weighs the target's scores"
         )
     probabilities = softmax == "classes"
     scores = channel_scores(
