@@ -144,9 +144,10 @@ def score_cam(
     choice("softmax", softmax, SOFTMAX, "score-cam")
     positive_int("batch_size", batch_size, "score-cam")
     if softmax == "classes" and not isinstance(rec.target, ClassTarget):
+        what = "a unit" if rec.unit is not None else "not a class"
         raise MethodError(
-            "score-cam: softmax='classes' needs class logits, and the target is "
-            f"{describe(rec.target)}; use softmax='channels', which weighs the target's scores"
+            f"score-cam: softmax='classes' needs class logits, and the target is {what} "
+            f"({describe(rec.target)}); use softmax='channels', which weighs the target's scores"
         )
     probabilities = softmax == "classes"
     scores = channel_scores(
