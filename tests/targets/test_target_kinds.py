@@ -143,6 +143,7 @@ def test_spellings_parse_to_the_right_objects():
     assert parse_target("labels:3,7") == MultiLabel((3, 7))
     assert parse_target("labels:cat,dog@logit") == MultiLabel(("cat", "dog"), "logit")
     assert parse_target("regression:0") == Regression(0)
+    assert parse_target("class:285") == 285 and parse_target("class:tabby") == "tabby"
     assert parse_target("similar:other.jpg") == Similarity("other.jpg")
     assert parse_target("tabby@softmax") == ClassTarget("tabby", "softmax")
     assert parse_target("285@log_softmax") == ClassTarget(285, "log_softmax")

@@ -25,7 +25,7 @@ TargetSpec = None | str | int | Sequence[Any] | torch.Tensor | Target | Callable
 
 FORMS = (
     "a class index (285), a class name (tabby), top1, a class score (285@softmax, "
-    "tabby@log_softmax), a unit (layer4:17, layer4:17@max, layer4:17@3,4), a mask of a "
+    "tabby@log_softmax, class:285), a unit (layer4:17, layer4:17@max, layer4:17@3,4), a mask of a "
     "segmentation class (mask:15, mask:person), several labels (labels:3,7), a similarity to "
     "an image (similar:other.jpg) or a regression output (regression:0)"
 )
@@ -54,7 +54,7 @@ def parse_target(spec: str | int | None) -> Any:
 
     top1 -> None, "285" -> 285, "tabby" -> "tabby" (a class name, resolved against the model's
     names later), "layer4:17[@sum|@max|@Y,X]" -> UnitTarget, "tabby@softmax" -> ClassTarget,
-    and the registered `prefix:` forms: "mask:15" -> MaskTarget, "labels:3,7" -> MultiLabel,
+    and the registered `prefix:` forms: "class:285" -> 285, "mask:15" -> MaskTarget, "labels:3,7" -> MultiLabel,
     "similar:other.jpg" -> Similarity, "regression:0" -> Regression. Anything else with a `:` or
     `@` is a TargetError naming the accepted forms.
     """
@@ -149,6 +149,12 @@ def _regression(rest: str) -> Regression:
     return Regression(int(rest))
 
 
+def _class(rest: str) -> int | str:
+    if not rest:
+        raise spelling_error("class:", "give the class, e.g. class:285 or class:tabby")
+    return int(rest) if rest.isdigit() else rest
+
+
 def _mask(rest: str) -> MaskTarget:
     if not rest:
         raise spelling_error("mask:", "give the class, e.g. mask:15 or mask:person")
@@ -161,6 +167,7 @@ def _similar(rest: str) -> Similarity:
     return Similarity(rest)
 
 
+register_spelling("class", _class)
 register_spelling("labels", _labels)
 register_spelling("mask", _mask)
 register_spelling("similar", _similar)
