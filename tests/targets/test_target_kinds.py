@@ -210,3 +210,10 @@ def test_every_method_runs_on_a_segmenter_or_says_why():
     gradient = results[("gradient", None)].map
     # score = Σ_region relu(x[1]), x[1] > 0 on the region: the gradient is the region
     assert torch.equal(gradient[0, 1] != 0, region[0]) and not gradient[0, 0].any()
+
+
+def test_evaluation_refuses_a_target_that_is_not_a_class(tiny_cnn, tiny_input):
+    from cnnvis.evaluate import EvaluationError
+
+    with pytest.raises(EvaluationError, match="scores a class's probability"):
+        cnnvis.evaluate(tiny_cnn, tiny_input[:1], "gradient", ["deletion"], target="conv2:3")
