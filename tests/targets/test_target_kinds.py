@@ -217,3 +217,37 @@ def test_evaluation_refuses_a_target_that_is_not_a_class(tiny_cnn, tiny_input):
 
     with pytest.raises(EvaluationError, match="scores a class's probability"):
         cnnvis.evaluate(tiny_cnn, tiny_input[:1], "gradient", ["deletion"], target="conv2:3")
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("integrated-gradients", {"steps": 8, "batch_size": 5}),
+        ("smoothgrad", {"samples": 3, "batch_size": 4}),
+        ("occlusion", {"window": 8, "stride": 8, "batch_size": 3}),
+        ("score-cam", {"batch_size": 7}),
+    ],
+)
+def test_multi_pass_methods_give_each_row_its_own_target(tiny_cnn, tiny_input, method, params):
+    """Extra rows (path points, noisy copies, occluded and masked images) take their image's
+    target (`take`): the batch with mixed targets equals each image explained alone."""
+    torch.manual_seed(0)
+    targets = [1, "conv2:3@max", Similarity(torch.randn(5))]
+    layer = "conv2" if method == "score-cam" else None
+    batch = cnnvis.explain(tiny_cnn, tiny_input, method, layer, target=targets, **params).map
+    for i, target in enumerate(targets):
+        alone = cnnvis.explain(
+            tiny_cnn, tiny_input[i : i + 1], method, layer, target=target, **params
+        )
+        assert torch.allclose(batch[i], alone.map[0], atol=1e-5, rtol=1e-4), (method, i)
+
+
+def test_integrated_gradients_of_a_mask_target_is_complete():
+    """score = Σ_region relu(x_1) is linear along the path from zero on the region (x_1 > 0):
+    the attributions sum to the score exactly."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    ex = cnnvis.explain(Segmenter(), x, "integrated-gradients", target="mask:1", baseline="zeros")
+    assert max(ex.params["completeness_error"]) < 1e-9
+    region = torch.relu(x[:, 1]) > torch.relu(x[:, 0])
+    assert torch.allclose(ex.map.sum((1, 2, 3)), (torch.relu(x[:, 1]) * region).sum((1, 2)))
