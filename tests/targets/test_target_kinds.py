@@ -251,3 +251,20 @@ def test_integrated_gradients_of_a_mask_target_is_complete():
     assert max(ex.params["completeness_error"]) < 1e-9
     region = torch.relu(x[:, 1]) > torch.relu(x[:, 0])
     assert torch.allclose(ex.map.sum((1, 2, 3)), (torch.relu(x[:, 1]) * region).sum((1, 2)))
+
+
+def test_a_target_whose_bind_takes_the_output_alone_is_bound(tiny_cnn, tiny_input):
+    class Chosen:
+        """Binds to each image's lowest class (a target written against `bind(output)`)."""
+
+        def __init__(self, classes=None):
+            self.classes = classes
+
+        def bind(self, output):
+            return Chosen(output.detach().argmin(1))
+
+        def scores(self, output, activations=None):
+            return output.gather(1, self.classes[:, None]).squeeze(1)
+
+    rec = record(tiny_cnn, tiny_input, target=Chosen())
+    assert torch.equal(rec.scores.detach(), rec.logits.detach().amin(1))

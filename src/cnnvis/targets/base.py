@@ -4,8 +4,8 @@ A target is any object with `scores(output, activations) -> Tensor (N,)`. Three 
 are optional, and every helper here reads them with a default:
 
 - `layers: tuple[str, ...]`: the layers whose activations `scores` reads (recorded for it);
-- `bind(output, activations, context) -> Target`: the target made concrete for one recorded
-  batch (each image's top-1 class, the predicted region of a class, a reference image's
+- `bind(output, activations, context) -> Target` (or `bind(output)`): the target made
+  concrete for one recorded batch (each image's top-1 class, the predicted region of a class, a reference image's
   embedding); a bound target binds to itself. Without it the target is used as it is;
 - `take(rows) -> Target`: the target of the images `rows` (a LongTensor; repeats allowed),
   for the extra rows of multi-pass methods (noisy copies, path points, masked images): row i of
@@ -15,6 +15,7 @@ are optional, and every helper here reads them with a default:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
@@ -75,9 +76,23 @@ def target_layers(target: Any) -> tuple[str, ...]:
 
 
 def bind(target: Any, output: Any, activations: Activations, context: Context) -> Any:
-    """`target.bind(...)` where it has one, else the target itself."""
+    """`target.bind(output, activations, context)` where it has one (`bind(output)` for a
+    target whose `bind` takes the output alone), else the target itself."""
     method = getattr(target, "bind", None)
-    return target if method is None else method(output, activations, context)
+    if method is None:
+        return target
+    return method(output) if _takes_one(method) else method(output, activations, context)
+
+
+def _takes_one(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): the full call
+        return False
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in positional for p in parameters) == 1
 
 
 def take(target: Any, rows: torch.Tensor) -> Any:
