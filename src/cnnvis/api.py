@@ -27,7 +27,7 @@ from .model import (
 )
 from .postprocess import upsample
 from .progress import report, stage
-from .targets import TargetSpec, UnitTarget, select_logits
+from .targets import TargetSpec, UnitTarget, row_classes, row_names, select_logits
 
 if TYPE_CHECKING:
     from .images import ImageSource
@@ -225,6 +225,7 @@ def explain_many(
         categories=lambda classes: _categories(lm, classes),
         output_key=output,
         normalize=lm.preprocess.normalize,
+        load_image=lambda image: prepare_inputs(lm, image)[0].to(lm.device),
     )
     rec.prepare(
         input_rules=[r for i in infos for r in i.input_rules],
@@ -233,23 +234,13 @@ def explain_many(
     )
     if rec.unit is not None and any(i.layer_gradients for i in infos):
         _say_layers_blind_to_the_unit(rec, layer_names)
-    categories = _categories(lm, rec.logits.shape[1])
-    targets = rec.targets.tolist()
-    predictions = top_predictions(rec.logits.detach(), categories, top_k)
     common = {
-        "targets": targets,
-        "target_names": [_name(categories, t) for t in targets],
-        "probabilities": rec.probabilities.tolist(),
         "images": display,
         "model": lm.name,
-        "predictions": predictions,
         "notes": notes,
         "random_weights": lm.random_weights,
+        **_target_facts(rec, lm, top_k),
     }
-    if rec.unit is not None:  # a unit inside the network: no class, no probability
-        n = len(targets)
-        common.update(targets=[-1] * n, target_names=[str(rec.unit)] * n)
-        common["probabilities"] = [float("nan")] * n
     results: dict[tuple[str, str | None], Explanation] = {}
     todo = [(i, layer) for i in infos for layer in (layer_names if i.needs_layer else [None])]
     cautions = {i.name: i.caveat_notes(unwrap(lm.module)) for i in infos}
@@ -267,6 +258,29 @@ def explain_many(
     report("maps", len(todo), len(todo))
     log.debug("explain_many: %d maps in %.3fs", len(results), time.perf_counter() - start)
     return results
+
+
+def _target_facts(rec: Recording, lm: LoadedModel, top_k: int) -> dict[str, Any]:
+    """What an Explanation says of its target: the class of each image (-1 where the target
+    is not a class), its name (or the target as written), its probability, the predictions."""
+    n = rec.inputs.shape[0]
+    logits = rec.class_logits
+    categories = None if logits is None else _categories(lm, logits.shape[1])
+    predictions = None if logits is None else top_predictions(logits.detach(), categories, top_k)
+    classes = row_classes(rec.target, n)
+    written = row_names(rec.target, n)
+    probs = [float("nan")] * n
+    if logits is not None:
+        softmax = logits.detach().float().softmax(dim=1)
+        probs = [float("nan") if c is None else float(softmax[i, c]) for i, c in enumerate(classes)]
+    return {
+        "targets": [-1 if c is None else c for c in classes],
+        "target_names": [
+            w if c is None else _name(categories, c) for c, w in zip(classes, written, strict=True)
+        ],
+        "probabilities": probs,
+        "predictions": predictions,
+    }
 
 
 def _method(name: Any) -> MethodInfo:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,20 @@ from .forwards import (
 from .layers import resolve_layer
 from .model import compute_model, is_scripted
 from .rules import RULES, RuleMode, RuleState
-from .targets import TargetSpec, UnitTarget, resolve_targets, select_logits, target_scores
+from .targets import (
+    ClassTarget,
+    Context,
+    TargetSpec,
+    UnitTarget,
+    as_target,
+    bind,
+    checked_scores,
+    describe,
+    select_logits,
+    select_output,
+    take,
+    target_layers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +53,12 @@ class Recording:
     """A recorded forward and the gradients taken from it (lazily, each at most once)."""
 
     inputs: torch.Tensor  # (N, C, H, W) leaf that requires grad
-    logits: torch.Tensor  # (N, classes)
+    class_logits: torch.Tensor | None  # (N, classes) when the output is a classifier's
     activations: dict[str, torch.Tensor]  # layer -> output of its last call
-    targets: torch.Tensor  # (N,) class indices (each image's top-1 for a unit target)
-    scores: torch.Tensor  # (N,) target logits, or the unit's activations
+    target: Any  # the target bound to this batch (see cnnvis.targets), one row per image
+    scores: torch.Tensor  # (N,) the target's score of each image
     state: RuleState | None
     model: nn.Module
-    unit: UnitTarget | None = None
     layers: tuple[str, ...] = ()
     output_key: str | int | None = None
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None  # [0, 1] picture -> input
@@ -54,33 +67,83 @@ class Recording:
     _released: bool = False  # the graph was freed by the last planned backward pass
 
     @property
+    def logits(self) -> torch.Tensor:
+        """The classifier's logits (N, classes); a MethodError for other outputs."""
+        if self.class_logits is None:
+            raise MethodError(
+                f"this needs a classifier's (N, classes) logits, and the model's output is not "
+                f"one (the target is {describe(self.target)})"
+            )
+        return self.class_logits
+
+    @property
+    def unit(self) -> UnitTarget | None:
+        """The unit target, if the target is one."""
+        return self.target if isinstance(self.target, UnitTarget) else None
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """One class index per image (N,): the class target's (each image's top-1 for a unit
+        target); a MethodError for other targets, which name no class."""
+        if isinstance(self.target, ClassTarget):
+            return self.target.indices(self.logits)
+        if self.unit is not None and self.class_logits is not None:
+            return self.class_logits.detach().argmax(dim=1)
+        raise MethodError(
+            f"this needs a class target (an index, a name or top1), and the target is "
+            f"{describe(self.target)}"
+        )
+
+    @property
     def probabilities(self) -> torch.Tensor:
-        """Softmax probability of each image's target class (N,)."""
-        probs = self.logits.detach().float().softmax(dim=1)
+        """Softmax probability of each image's target class (N,) (NaN without a class)."""
+        if not isinstance(self.target, ClassTarget) or self.class_logits is None:
+            return torch.full((self.inputs.shape[0],), float("nan"))
+        probs = self.class_logits.detach().float().softmax(dim=1)
         return probs.gather(1, self.targets[:, None]).squeeze(1)
+
+    def target_rows(self, rows: torch.Tensor) -> Any:
+        """The target of the images `rows` (repeats allowed), for extra rows built from them
+        (noisy copies, path points, masked images): row i scores like image rows[i]."""
+        return take(self.target, rows)
 
     def rerecord(
         self,
         inputs: torch.Tensor,
-        targets: torch.Tensor | None = None,
+        targets: Any = None,
         *,
         rules: bool | None = None,
     ) -> Recording:
         """A new recorded forward on other inputs (noisy copies, interpolation steps, masked
-        images) with the same layers, rules and target: `targets` (one class per new row) for
-        class targets; a unit target is kept as it is. Multi-pass methods build on this.
+        images) with the same layers, rules and target: `targets` is the target of the new
+        rows (`target_rows(rows)`; for class targets also one class index per row). A target
+        that is the same for every row (a unit) needs none. Multi-pass methods build on this.
         `rules` overrides whether the backward rules are recorded (default: as this one)."""
-        if self.unit is None and targets is None:
-            raise MethodError("rerecord needs one target class per new input row")
         return record(
             self.model,
             inputs,
             self.layers,
             rules=self.state is not None if rules is None else rules,
-            target=self.unit if self.unit is not None else targets,
+            target=self._rows_target(targets),
             output_key=self.output_key,
             normalize=self.normalize,
         )
+
+    def _rows_target(self, targets: Any) -> Any:
+        if isinstance(targets, torch.Tensor) and not hasattr(targets, "scores"):
+            if isinstance(self.target, ClassTarget):  # class indices, one per new row
+                return ClassTarget(targets, self.target.score)
+            if self.unit is not None:
+                return self.unit
+            raise MethodError(
+                f"rerecord: class indices given, but the target is {describe(self.target)}; "
+                "pass rec.target_rows(rows)"
+            )
+        if targets is None:
+            if take(self.target, torch.zeros(1, dtype=torch.long)) is not self.target:
+                raise MethodError("rerecord needs one target class per new input row")
+            return self.target
+        return targets
 
     def prepare(
         self, input_rules: Sequence[str] = (), layers: Sequence[str] = (), *, last: bool = False
@@ -122,7 +185,7 @@ class Recording:
     ) -> None:
         if self._released:  # a gradient nobody planned for: record the forward again
             log.debug("recording the forward again for the %s rule (graph already freed)", rule)
-            fresh = self.rerecord(self.inputs.detach(), self.targets, rules=self.state is not None)
+            fresh = self.rerecord(self.inputs.detach(), self.target, rules=self.state is not None)
             fresh._backward(rule, layers, with_input, retain=False)
             self._input_grads.update(fresh._input_grads)
             self._layer_grads.update(fresh._layer_grads)
@@ -235,18 +298,22 @@ def record(
     categories: Sequence[str] | Callable[[int], Sequence[str] | None] | None = None,
     output_key: str | int | None = None,
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    load_image: Callable[[Any], torch.Tensor] | None = None,
 ) -> Recording:
     """Run `model` once on `inputs`, recording the activations of `layers`.
 
-    `rules=True` routes activations through the switchable backward rules (needed for guided
-    backprop and deconvnet; the plain gradient is exact either way). Works inside
-    `torch.no_grad()` / `torch.inference_mode()` and on a model in train mode. `normalize`
-    (the model's [0, 1] picture -> input transform) is kept for methods that need a black
-    image in input space.
+    `target`: anything `cnnvis.targets.as_target` takes (None for each image's top-1 class, an
+    index, a name, "layer4:17", "mask:15", a target object, a callable, one per image); it is
+    bound to this batch and gives `Recording.scores`. `rules=True` routes activations through
+    the switchable backward rules (needed for guided backprop and deconvnet; the plain gradient
+    is exact either way). Works inside `torch.no_grad()` / `torch.inference_mode()` and on a
+    model in train mode. `normalize` (the model's [0, 1] picture -> input transform) is kept
+    for methods that need a black image in input space; `load_image` turns a reference image
+    (a path, PIL image) into model input for targets that compare with one.
     """
     model = compute_model(model)
-    unit = target if isinstance(target, UnitTarget) else None
-    wanted = [*layers, unit.layer] if unit is not None else list(layers)
+    wanted_target = as_target(target)
+    wanted = [*layers, *target_layers(wanted_target)]
     modules = {name: resolve_layer(model, name) for name in dict.fromkeys(wanted)}
     _check_hookable(model, modules)
     store: dict[str, torch.Tensor] = {}
@@ -255,20 +322,15 @@ def record(
     hooks = [(module, output_hook(store, name, calls=calls)) for name, module in modules.items()]
     with guarded_forward(model, hooks=hooks, grad=True, like=inputs):
         x = _as_model_input(inputs, model).requires_grad_(True)
-        output = _forward(model, x, state, store, calls)
-        logits = select_logits(output, output_key)
-        check_finite_logits(logits)
-        if callable(categories):
-            categories = categories(logits.shape[1])
-        if unit is None:
-            targets = resolve_targets(target, logits, categories)
-            scores = target_scores(logits, targets)
-        else:
-            targets = resolve_targets(None, logits, categories)
-            if unit.layer not in store:
-                raise LayerError(f"the unit target's layer {unit.layer} did not run")
-            scores = unit.scores(store[unit.layer])
+        raw = _forward(model, x, state, store, calls)
+        output = select_output(raw, output_key)
+        logits = _class_logits(raw, output_key, wanted_target)
+        if logits is not None:
+            check_finite_logits(logits)
     missing = [name for name in modules if name not in store]
+    unit = wanted_target if isinstance(wanted_target, UnitTarget) else None
+    if unit is not None and unit.layer in missing:
+        raise LayerError(f"the unit target's layer {unit.layer} did not run")
     if missing:
         raise LayerError(
             f"layer(s) {', '.join(missing)} did not run (or returned no tensor) in the forward "
@@ -278,16 +340,75 @@ def record(
     for name, n in calls.items():
         if n > 1:
             log.info("layer %s ran %d times in one forward; its last call is used", name, n)
+    context = Context(
+        rows=x.shape[0],
+        categories=_names(categories),
+        forward=_other_forward(model, output_key, inputs),
+        load_image=load_image,
+    )
+    with torch.inference_mode(False):  # what binding makes (class indices) meets autograd
+        bound = bind(wanted_target, output, store, context)
+        with torch.enable_grad(), no_autocast(inputs):
+            scores = checked_scores(bound, output, store, x.shape[0])
+    _check_finite_scores(scores, bound)
     return Recording(
         x,
         logits,
         store,
-        targets,
+        bound,
         scores,
         state,
         model,
-        unit=unit,
         layers=tuple(layers),
         output_key=output_key,
         normalize=normalize,
     )
+
+
+def _class_logits(output: Any, key: str | int | None, target: Any) -> torch.Tensor | None:
+    """The (N, classes) logits when the output is a classifier's: required by class targets,
+    skipped for targets of other outputs, kept where found for the rest (units, callables)."""
+    wanted = getattr(target, "needs_logits", None)
+    if wanted is False:
+        return None
+    try:
+        return select_logits(output, key)
+    except ModelError:
+        if wanted:
+            raise
+        return None
+
+
+def _names(
+    categories: Sequence[str] | Callable[[int], Sequence[str] | None] | None,
+) -> Callable[[int], Sequence[str] | None]:
+    if callable(categories):
+        return categories
+    return lambda classes: categories
+
+
+def _other_forward(
+    model: nn.Module, output_key: str | int | None, like: torch.Tensor
+) -> Callable[[torch.Tensor, Sequence[str]], tuple[Any, dict[str, torch.Tensor]]]:
+    """`forward(x, layers) -> (output, activations)`: the model on another input (a reference
+    image), without gradients, for targets that bind to one."""
+
+    def forward(x: torch.Tensor, names: Sequence[str]) -> tuple[Any, dict[str, torch.Tensor]]:
+        store: dict[str, torch.Tensor] = {}
+        hooks = [(resolve_layer(model, n), output_hook(store, n)) for n in dict.fromkeys(names)]
+        with guarded_forward(model, hooks=hooks, grad=False, like=like):
+            out = model(_as_model_input(x.to(like.device), model))
+        return select_output(out, output_key), store
+
+    return forward
+
+
+def _check_finite_scores(scores: torch.Tensor, target: Any) -> None:
+    bad = ~torch.isfinite(scores.detach())
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ModelError(
+            f"the target {describe(target)} scores NaN or infinity for image(s) {rows[:10]} of "
+            "the batch, so no explanation of it would mean anything; check the model and the "
+            "target (a log of a zero probability, a division by zero)"
+        )

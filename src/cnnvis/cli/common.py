@@ -104,7 +104,9 @@ def add_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
         default="top1",
-        help="the class to explain: top1 (each image's best), an index or a class name",
+        help="what to explain: top1 (each image's best class), a class index or name, "
+        "285@softmax / 285@log_softmax (the score; default the logit), a unit layer4:17, "
+        "mask:CLASS (segmentation), labels:3,7 (multi-label), similar:IMAGE, regression:0",
     )
     p.add_argument(
         "--out",

@@ -196,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     if isinstance(target, UnitTarget):
         raise EvaluationError("evaluate explains a class (top1, an index or a name), not a unit")
+    if not (target is None or isinstance(target, int | str)):
+        raise EvaluationError(
+            f"evaluate explains a class (top1, an index or a name), not {args.target!r}"
+        )
     good, failed = _sources(list(args.images))
     if not good:
         return exit_code(0, len(failed))

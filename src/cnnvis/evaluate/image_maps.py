@@ -13,6 +13,7 @@ from ..errors import CnnvisError, MethodError
 from ..model import LoadedModel
 from . import maps
 from .baselines import DRAW_MARK, REVERSED_PREFIX, SHARED_BASELINES, baseline_maps
+from .errors import EvaluationError
 from .protocol import seeded_generator
 from .result import Evaluation
 
@@ -51,6 +52,11 @@ def image_maps(
         raise MethodError(f"no method could run on {name}: " + "; ".join(result.failures.values()))
     first = next(iter(explained.values()))
     t = first.targets[0]
+    if t < 0:  # a unit, a mask, a similarity...: the metrics here score a class
+        raise EvaluationError(
+            f"evaluation scores a class's probability, and the target of {name} is "
+            f"{first.target_names[0]}; give a class (top1, an index or a name)"
+        )
     result.targets[name] = (t, first.target_names[0], first.probabilities[0])
     entries: Entries = {}
     for (method, _), e in explained.items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal, Protocol, overload
+from typing import Any, Literal, Protocol, overload
 
 import torch
 
@@ -23,7 +23,14 @@ from ..errors import MethodError
 from ..forwards import Hook, fast_forward, guarded_forward, output_hook
 from ..layers import resolve_layer
 from ..progress import report_current
-from ..targets import select_logits, target_scores
+from ..targets import (
+    ClassTarget,
+    checked_scores,
+    cross_scores,
+    select_logits,
+    select_output,
+    target_layers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +71,18 @@ def choice(name: str, value: object, options: tuple[str, ...], method: str) -> s
 # ------------------------------------------------------------------ batched forwards
 
 
-def _unit_hooks(rec: Recording, store: dict[str, torch.Tensor], *, protect: bool) -> list[Hook]:
-    """For a unit target, a hook on the unit's layer that stores the unit's scores (N,)."""
-    if rec.unit is None:
-        return []
-    unit = rec.unit
-    read = unit.scores if protect else (lambda t: unit.scores(t).clone())
-    module = resolve_layer(rec.model, unit.layer)
-    return [(module, output_hook(store, "unit", read, protect=protect))]
+def _target_hooks(rec: Recording, store: dict[str, torch.Tensor], *, protect: bool) -> list[Hook]:
+    """Hooks on the layers the target reads (a unit's layer), storing their outputs."""
+    read = (lambda t: t) if protect else (lambda t: t.clone())
+    return [
+        (resolve_layer(rec.model, name), output_hook(store, name, read, protect=protect))
+        for name in target_layers(rec.target)
+    ]
+
+
+def _taken(store: dict[str, torch.Tensor], rec: Recording) -> dict[str, torch.Tensor]:
+    """The target's layers' outputs of the last forward, taken out of `store`."""
+    return {name: store.pop(name) for name in target_layers(rec.target) if name in store}
 
 
 @contextmanager
@@ -85,42 +96,46 @@ def scoring(
     rows: int | None = None,
 ) -> Iterator[Score]:
     """Yields `score(x) -> (B, N)`: for each row of a batch x, the score of every recorded
-    image's target — its logit (softmax probability with `probabilities`), or the unit's
-    activation for a unit target. Runs in `forwards.guarded_forward` without gradients; `hooks`
-    ((module, forward hook), ...) and the unit's hook live only inside the block. `channels_last`
-    and `fold` as in `forwards.fast_forward` (`rows`: the usual batch size)."""
-    unit, targets = rec.unit, rec.targets
+    image's target (its class logit or the class target's own score, the softmax probability
+    with `probabilities`; for other targets their own score, whatever `probabilities` says).
+    Runs in `forwards.guarded_forward` without gradients; `hooks` ((module, forward hook), ...)
+    and the target's layer hooks live only inside the block. `channels_last` and `fold` as in
+    `forwards.fast_forward` (`rows`: the usual batch size)."""
+    target, images = rec.target, rec.inputs.shape[0]
     store: dict[str, torch.Tensor] = {}
     forward = fast_forward(rec.model, channels_last, fold, rows)
 
     def score(x: torch.Tensor) -> torch.Tensor:
-        logits = select_logits(forward(x), rec.output_key)
-        dtype = torch.promote_types(logits.dtype, torch.float32)
-        if unit is not None:
-            values = store.pop("unit").to(dtype)
-            return values.expand(logits.shape[0]).clone()[:, None].expand(-1, len(targets))
-        logits = logits.to(dtype)
-        if probabilities:
-            logits = logits.softmax(dim=1)
-        return logits[:, targets.to(logits.device)]
+        output = select_output(forward(x), rec.output_key)
+        if isinstance(target, ClassTarget):
+            logits = select_logits(output)
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            if probabilities or target.score == "softmax":
+                logits = logits.softmax(dim=1)
+            elif target.score == "log_softmax":
+                logits = logits.log_softmax(dim=1)
+            return logits[:, target.index.to(logits.device)]
+        found = cross_scores(target, output, _taken(store, rec), x.shape[0], images)
+        return found.to(torch.promote_types(found.dtype, torch.float32))
 
-    all_hooks = [*hooks, *_unit_hooks(rec, store, protect=False)]
+    all_hooks = [*hooks, *_target_hooks(rec, store, protect=False)]
     with guarded_forward(rec.model, hooks=all_hooks, grad=False, inference=True):
         yield score
 
 
 class Gradient(Protocol):
     """`gradient(x, targets) -> (∂y/∂x, y)`; with `backward=False`, (None, y) from a forward
-    without gradients (see `input_gradients`)."""
+    without gradients (see `input_gradients`). `targets`: the target of the rows of x
+    (`rec.target_rows(rows)`), or for a class target one class index per row."""
 
     @overload
     def __call__(
-        self, x: torch.Tensor, targets: torch.Tensor, backward: Literal[True] = ...
+        self, x: torch.Tensor, targets: Any, backward: Literal[True] = ...
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     @overload
     def __call__(
-        self, x: torch.Tensor, targets: torch.Tensor, backward: Literal[False]
+        self, x: torch.Tensor, targets: Any, backward: Literal[False]
     ) -> tuple[None, torch.Tensor]: ...
 
 
@@ -133,31 +148,31 @@ def input_gradients(
     rows: int | None = None,
 ) -> Iterator[Gradient]:
     """Yields `gradient(x, targets) -> (∂y/∂x (B, C, H, W), y (B,))`: one forward of the batch
-    and one `torch.autograd.grad` of the sum of its scores (row i: the logit of targets[i], or
-    the unit's activation), with the plain backward, in `forwards.guarded_forward` with
-    gradients and no parameter's `.grad` touched; the sum gives each row its own gradient in
-    eval mode. `gradient(x, targets, backward=False)` -> (None, y) from a forward without
-    gradients. `channels_last`, `fold` and `rows` as in `scoring`."""
-    unit = rec.unit
+    and one `torch.autograd.grad` of the sum of its scores (row i: the score of row i of
+    `targets`, the rows' target from `rec.target_rows(rows)`, or for class targets the class
+    index of each row), with the plain backward, in `forwards.guarded_forward` with gradients
+    and no parameter's `.grad` touched; the sum gives each row its own gradient in eval mode.
+    `gradient(x, targets, backward=False)` -> (None, y) from a forward without gradients.
+    `channels_last`, `fold` and `rows` as in `scoring`."""
     store: dict[str, torch.Tensor] = {}
     forward = fast_forward(rec.model, channels_last, fold, rows)
 
-    def scores(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = select_logits(forward(x), rec.output_key)
-        return store.pop("unit") if unit is not None else target_scores(logits, targets)
+    def scores(x: torch.Tensor, targets: Any) -> torch.Tensor:
+        output = select_output(forward(x), rec.output_key)
+        return checked_scores(rec._rows_target(targets), output, _taken(store, rec), x.shape[0])
 
     @overload
     def gradient(
-        x: torch.Tensor, targets: torch.Tensor, backward: Literal[True] = ...
+        x: torch.Tensor, targets: Any, backward: Literal[True] = ...
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     @overload
     def gradient(
-        x: torch.Tensor, targets: torch.Tensor, backward: Literal[False]
+        x: torch.Tensor, targets: Any, backward: Literal[False]
     ) -> tuple[None, torch.Tensor]: ...
 
     def gradient(
-        x: torch.Tensor, targets: torch.Tensor, backward: bool = True
+        x: torch.Tensor, targets: Any, backward: bool = True
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         if not backward:
             with torch.no_grad():
@@ -167,5 +182,5 @@ def input_gradients(
         (grad,) = torch.autograd.grad(y.sum(), x)
         return grad, y.detach()
 
-    with guarded_forward(rec.model, hooks=_unit_hooks(rec, store, protect=True), grad=True):
+    with guarded_forward(rec.model, hooks=_target_hooks(rec, store, protect=True), grad=True):
         yield gradient

@@ -15,6 +15,7 @@ from torch import nn
 from ..capture import Recording
 from ..errors import LayerError, MethodError
 from ..layers import to_spatial
+from ..targets import ClassTarget, describe
 from .facts import Cost, MethodInfo, Needs
 from .registry import register
 
@@ -78,6 +79,12 @@ def cam(rec: Recording, layer: str | None) -> torch.Tensor:
     the recorded values: logits must equal W · mean_ij(A) + b.
     """
     acts = layer_activation(rec, layer).detach()
+    if not isinstance(rec.target, ClassTarget) or rec.target.score != "logit":
+        raise MethodError(
+            f"cam weighs the feature maps by the linear head's weights of a class's logit, and "
+            f"the target is {describe(rec.target)}; explain a class's logit (e.g. 285, top1) "
+            "or use 'grad-cam', which works with any target"
+        )
     classes = rec.logits.shape[1]
     head = linear_head(rec.model, acts.shape[1], classes)
     weight = head.weight.detach().to(acts.dtype)

@@ -93,13 +93,14 @@ def gradient_shap(
     with input_gradients(rec, **fast_settings(x, min(batch_size, n * samples), fold=False)) as grad:
         total = accumulator(x)
         flat = refs.reshape(-1, *x.shape[1:])
-        _, at_refs = grad(flat, rec.targets.repeat_interleave(refs.shape[1]), backward=False)
+        owners = torch.arange(n, device=x.device).repeat_interleave(refs.shape[1])
+        _, at_refs = grad(flat, rec.target_rows(owners), backward=False)
         for rows in chunks(n * samples, batch_size):  # row r: draw r // n of image r % n
             image, draw = (rows % n).to(x.device), (rows // n).to(x.device)
             start = refs[image, which[draw]]
             delta = x[image] + eps[draw] - start
             point = torch.addcmul(start, alphas[draw].view(-1, 1, 1, 1), delta)
-            g, _ = grad(point, rec.targets[image])
+            g, _ = grad(point, rec.target_rows(image))
             total.index_add_(0, image, (g * delta).to(total.dtype))
     attribution = (total / samples).to(x.dtype)
     difference, error = completeness(rec, attribution, at_refs.view(n, -1).mean(1))

@@ -111,12 +111,12 @@ def path_integral(
         alphas = alphas.to(x.device, x.dtype)
         weights = weights.to(total.device, total.dtype)
         delta = x - reference
-        _, at_reference = gradient(reference, rec.targets, backward=False)
+        _, at_reference = gradient(reference, rec.target, backward=False)
         # row r: step r % steps of image r // steps
         for rows in chunks(x.shape[0] * steps, batch_size):
             image, k = (rows // steps).to(x.device), (rows % steps).to(x.device)
             points = torch.addcmul(reference[image], alphas[k].view(-1, 1, 1, 1), delta[image])
-            grads, _ = gradient(points, rec.targets[image])
+            grads, _ = gradient(points, rec.target_rows(image))
             total.index_add_(0, image, grads.to(total.dtype) * weights[k].view(-1, 1, 1, 1))
     return (delta.to(total.dtype) * total).to(x.dtype), at_reference
 

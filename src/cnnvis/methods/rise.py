@@ -55,8 +55,8 @@ def rise(
 ) -> torch.Tensor:
     """Σ_i y(x ⊙ M_i + fill · (1 - M_i)) M_i / (N p) (Petsiuk et al. 2018), the same map in
     every channel. Defaults are the paper's for ImageNet: N = 4000 masks of 7 x 7 cells, p = 0.5,
-    the class's softmax probability as the score (`score="logit"` for the logit; a unit target
-    always uses the unit). `fill` is in model-input space: 0 is the mean of a normalized input.
+    the class's softmax probability as the score (`score="logit"` for the logit; a target that
+    is not a class, a unit or a mask, always uses its own score). `fill` is in model-input space: 0 is the mean of a normalized input.
     The masks are seeded and the same for every image of a batch. The masked copies are scored
     under inference mode (channels_last and BatchNorms folded on CPU, as Score-CAM).
     """

@@ -44,6 +44,7 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import fast_settings
 from ..progress import report_current
+from ..targets import ClassTarget, describe
 from ._batching import choice, positive_int, scoring
 from .cam import layer_activation, weighted_sum
 from .facts import Cost, MethodInfo, Needs
@@ -144,10 +145,11 @@ def score_cam(
     acts = layer_activation(rec, layer).detach()
     choice("softmax", softmax, SOFTMAX, "score-cam")
     positive_int("batch_size", batch_size, "score-cam")
-    if softmax == "classes" and rec.unit is not None:
+    if softmax == "classes" and not isinstance(rec.target, ClassTarget):
+        what = "a unit" if rec.unit is not None else "not a class"
         raise MethodError(
-            "score-cam: softmax='classes' needs class logits, and the target is a unit "
-            f"({rec.unit}); use softmax='channels', which weighs the unit's activations"
+            f"score-cam: softmax='classes' needs class logits, and the target is {what} "
+            f"({describe(rec.target)}); use softmax='channels', which weighs the target's scores"
         )
     probabilities = softmax == "classes"
     scores = channel_scores(

@@ -56,9 +56,7 @@ def smoothgrad(
     x = rec.inputs.detach()
     rules = any(r != "plain" for r in info.input_rules)
     if noise_level == 0:  # every copy is x itself: the base map from one pass, exactly
-        sub = (
-            rec if rec.state is not None or not rules else rec.rerecord(x, rec.targets, rules=True)
-        )
+        sub = rec if rec.state is not None or not rules else rec.rerecord(x, rec.target, rules=True)
         maps = base_map(info.compute(sub, None, **base_params))
         if variant == "vargrad":
             return torch.zeros_like(maps)
@@ -70,7 +68,7 @@ def smoothgrad(
     for rows in chunks(samples * n, batch_size):  # row r: sample r // n of image r % n
         image, sample = (rows % n).to(x.device), (rows // n).to(x.device)
         noisy = x[image] + sigma[image].view(-1, 1, 1, 1) * z[sample]
-        sub = rec.rerecord(noisy, rec.targets[image], rules=rules)
+        sub = rec.rerecord(noisy, rec.target_rows(image), rules=rules)
         maps = base_map(info.compute(sub, None, **base_params)).to(total.dtype)
         total.index_add_(0, image, maps)
         if variant != "smoothgrad":

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from PIL import Image
 
-from ..errors import CnnvisError, MethodError
+from ..errors import CnnvisError, MethodError, TargetError
 from ..explanation import Explanation, Sweep
 from ..model import LoadedModel
 from . import views
@@ -215,13 +215,12 @@ async def explain(request: Request) -> dict[str, Any]:
 
 def _explain(server: Server, form: ExplainForm, upload: Upload | None) -> dict[str, Any]:
     from ..api import explain_many
-    from ..targets import parse_target
 
     start = time.perf_counter()
     names = _method_names(form.methods)
     params = parse_params(form.params)
     check_work(params, server.config.limits)
-    target = parse_target(form.target)
+    target = _web_target(form.target)
     layer = form.layer  # "auto" or a name: read by cnnvis.layers.requested_layers
     source, image = _image(server, form.sample, upload)
     lm = server.model(form.model)
@@ -281,14 +280,27 @@ async def sweep(request: Request) -> dict[str, Any]:
     return await _answer(request, SweepForm, _sweep)
 
 
+def _web_target(text: str | None) -> Any:
+    """The form's target, read as everywhere (`parse_target`); a similarity to an image named by
+    a path is refused: the page sends images, it never names files on the server's disk."""
+    from ..targets import Similarity, parse_target
+
+    target = parse_target(text)
+    if isinstance(target, Similarity):
+        raise TargetError(
+            "the web page cannot compare with an image by its path on the server; use the "
+            "library or the command line for similar:IMAGE targets"
+        )
+    return target
+
+
 def _sweep(server: Server, form: SweepForm, upload: Upload | None) -> dict[str, Any]:
     from ..api import sweep as sweep_layers
     from ..layers import sweep_layers as layers_of_sweep
-    from ..targets import parse_target
 
     start = time.perf_counter()
     method = _method_names(form.method)[0]
-    target = parse_target(form.target)
+    target = _web_target(form.target)
     requested = form.layers or "all"
     spec: str | list[str] = requested
     if "," in requested:
