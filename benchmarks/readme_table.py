@@ -1,7 +1,7 @@
-"""Render a results JSON as the README's benchmark table.
+"""Render a results JSON as the benchmark table of docs/guides/benchmarks.md.
 
     python -m benchmarks.readme_table RESULTS.json            # print the markdown
-    python -m benchmarks.readme_table RESULTS.json --write    # replace it in README.md
+    python -m benchmarks.readme_table RESULTS.json --write    # replace it in docs/guides/benchmarks.md
 
 The table has one line per gated target (the ratio measured, the target, pass/fail) and, under
 it, the machine the run was on (CPU, cores, torch threads, torch and peer versions, load
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "guides" / "benchmarks.md"
 
 
 def _value(row: dict[str, Any]) -> str:
@@ -111,7 +111,7 @@ def write_readme(markdown: str, readme: Path = README) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a JSON file written by benchmarks.run")
-    parser.add_argument("--write", action="store_true", help="replace the table in README.md")
+    parser.add_argument("--write", action="store_true", help="replace the table in docs/guides/benchmarks.md")
     args = parser.parse_args(argv)
     markdown = render(json.loads(args.results.read_text(encoding="utf-8")))
     if args.write:

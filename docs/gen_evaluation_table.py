@@ -1,8 +1,8 @@
-"""The README's evaluation outcomes, generated from a recorded run (`docs/evaluation_run.json`).
+"""The evaluation outcomes of the guide docs/guides/evaluating.md, generated from a recorded run (`docs/evaluation_run.json`).
 
 python docs/gen_evaluation_table.py --run      # evaluate again and record the run (minutes)
 python docs/gen_evaluation_table.py            # print the README block from the recording
-python docs/gen_evaluation_table.py --write    # update README.md between its markers
+python docs/gen_evaluation_table.py --write    # update docs/guides/evaluating.md between its markers
 
 The run: the offline default model (EfficientNet-Lite0), eight sample photos, Grad-CAM,
 gradient and guided backprop, the thorough protocol at 16 deletion/insertion steps (the
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+README = ROOT / "docs" / "guides" / "evaluating.md"
 RECORDING = ROOT / "docs" / "evaluation_run.json"
 START, END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 IMAGES = (
@@ -138,7 +138,7 @@ def load(path: Path = RECORDING) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     data = record() if "--run" in argv else load()
     if "--write" in argv:
-        print("README.md updated" if update_readme(data) else "README.md already up to date")
+        print("evaluating.md updated" if update_readme(data) else "evaluating.md already up to date")
     else:
         print(block(data))
     return 0

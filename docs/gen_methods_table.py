@@ -1,7 +1,7 @@
-"""The README's method table, generated from the method registry (`MethodInfo.to_row()`).
+"""The method table of the guide docs/guides/methods.md, generated from the method registry (`MethodInfo.to_row()`).
 
 python docs/gen_methods_table.py            # print the table
-python docs/gen_methods_table.py --write    # update README.md between its markers
+python docs/gen_methods_table.py --write    # update docs/guides/methods.md between its markers
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cnnvis.methods import list_methods
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "guides" / "methods.md"
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"
 
 

@@ -7,7 +7,8 @@ python docs/gen_site.py --no-notebook   # the reference pages only (seconds)
 - reference/methods.md: every registered method (formula, paper, cost, needs, parameters);
 - reference/errors.md: the error types and exit codes, from `cnnvis.errors`;
 - reference/api.md and its sub-pages: mkdocstrings directives for every public name;
-- generated/tutorial.ipynb: examples/tutorial.ipynb executed (nbclient), with its outputs.
+- generated/tutorial.ipynb: examples/tutorial.ipynb executed (nbclient), with its outputs;
+- generated/benchmarks.md: the benchmark definitions (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -188,6 +189,9 @@ def run_notebook() -> None:
 
 def write_pages() -> list[Path]:
     REFERENCE.mkdir(exist_ok=True)
+    GENERATED.mkdir(exist_ok=True)
+    definitions = (ROOT / "benchmarks" / "README.md").read_text()
+    (GENERATED / "benchmarks.md").write_text(definitions.replace("](../", "](../../"))
     pages = {"cli": cli_page(), "methods": methods_page(), "errors": errors_page()}
     pages |= {name: api_page(*what) for name, what in API_PAGES.items()}
     written = []

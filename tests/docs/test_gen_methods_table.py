@@ -8,7 +8,7 @@ from pathlib import Path
 from cnnvis.methods import list_methods
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+README = ROOT / "docs" / "guides" / "methods.md"
 
 
 def load_generator():

@@ -153,3 +153,30 @@ def test_pages_open_in_a_browser_offline(server):
         browser.close()
     assert not problems, problems
     assert not outside, f"requests that left the machine: {outside}"
+
+
+def test_a_gallery_picture_is_what_the_library_draws_today(tmp_path):
+    """docs/gallery is committed (the site builds in seconds): one of its pictures, made again
+    now by the same call, is the same picture (up to JPEG and font rounding)."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+
+    import cnnvis
+
+    spec = importlib.util.spec_from_file_location("gen_gallery", ROOT / "docs" / "gen_gallery.py")
+    assert spec is not None and spec.loader is not None
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    name = gallery.site_name("default", "cat", "grad-cam")
+    kept = ROOT / "docs" / "gallery" / name
+    e = cnnvis.explain(cnnvis.load_model("default"), "sample:cat", method="grad-cam")
+    fresh = tmp_path / name
+    gallery.site_picture(e, fresh)
+    a = np.asarray(Image.open(kept).convert("RGB"), dtype=float)
+    b = np.asarray(Image.open(fresh).convert("RGB"), dtype=float)
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 2.0, "docs/gallery is stale: python docs/gen_gallery.py --site"
+    page = (ROOT / "docs" / "gallery" / "index.md").read_text()
+    assert f"]({name})" in page and gallery.site_call("default", "cat", "grad-cam") in page
