@@ -138,7 +138,9 @@ def load(path: Path = RECORDING) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     data = record() if "--run" in argv else load()
     if "--write" in argv:
-        print("evaluating.md updated" if update_readme(data) else "evaluating.md already up to date")
+        print(
+            "evaluating.md updated" if update_readme(data) else "evaluating.md already up to date"
+        )
     else:
         print(block(data))
     return 0

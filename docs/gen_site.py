@@ -81,6 +81,7 @@ def cli_page() -> str:
 
 def methods_page() -> str:
     from cnnvis.methods import list_methods
+    from cnnvis.methods.peers import peers_of
 
     lines = [
         "# Methods",
@@ -112,6 +113,7 @@ def methods_page() -> str:
             f"- **cost**: {row['passes']}",
             f"- **needs**: {', '.join(row['needs']) or 'nothing beyond the model and image'}",
             f"- **parameters**: {params or 'none'}",
+            f"- **in the peer libraries**: {'; '.join(peers_of(m.name)) or 'none recorded'}",
             "",
             "```python",
             f'cnnvis.explain(model, image, method="{m.name}")',

@@ -180,3 +180,14 @@ def test_a_gallery_picture_is_what_the_library_draws_today(tmp_path):
     assert np.abs(a - b).mean() < 2.0, "docs/gallery is stale: python docs/gen_gallery.py --site"
     page = (ROOT / "docs" / "gallery" / "index.md").read_text()
     assert f"]({name})" in page and gallery.site_call("default", "cat", "grad-cam") in page
+
+
+def test_every_method_names_its_peers():
+    """The methods reference gives each method's name in Captum / pytorch-grad-cam / TorchCAM /
+    Zennit: a new method needs its entry in cnnvis/methods/peers.py."""
+    from cnnvis.methods import list_methods
+    from cnnvis.methods.peers import PEERS
+
+    missing = [m.name for m in list_methods() if m.name not in PEERS]
+    assert not missing, f"add these methods to cnnvis/methods/peers.py: {missing}"
+    assert set(PEERS) <= {m.name for m in list_methods()}, "peers.py names unknown methods"
