@@ -84,3 +84,28 @@ def test_predictions_table_marks_the_target():
 def test_small_helpers(tmp_path):
     assert data_uri(b"ab", "text/plain") == "data:text/plain;base64,YWI="
     assert href("a b/c@d.png") == "a%20b/c%40d.png"
+
+
+def test_large_pictures_are_embedded_as_thumbnails_linking_the_full_png(tmp_path):
+    """A sweep over many layers made a 35 MB report: PNGs over EMBED_MAX_BYTES are embedded
+    as a JPEG thumbnail (at most THUMB_MAX_SIDE px) that links the full PNG; small ones as
+    they are."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from cnnvis import run_report
+
+    rng = np.random.default_rng(0)
+    big = tmp_path / "grid.png"
+    Image.fromarray((rng.random((1800, 1200, 3)) * 255).astype(np.uint8)).save(big)
+    small = tmp_path / "map.png"
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(small)
+    assert big.stat().st_size > run_report.EMBED_MAX_BYTES
+    tag = run_report._img(tmp_path, Path("grid.png"), "grid", "full")
+    assert "href='grid.png'" in tag and "data:image/jpeg;base64," in tag
+    data = base64.b64decode(tag.split("base64,", 1)[1].split("'", 1)[0])
+    thumb = Image.open(io.BytesIO(data))
+    assert max(thumb.size) <= run_report.THUMB_MAX_SIDE and len(data) < big.stat().st_size / 4
+    assert "data:image/png;base64," in run_report._img(tmp_path, Path("map.png"), "m", "map")

@@ -162,13 +162,36 @@ _FIGURES = (
 )
 
 
+# PNGs larger than this are embedded as a JPEG thumbnail (its link opens the full PNG), so a
+# sweep over many layers gives a report of a few MB, not tens
+EMBED_MAX_BYTES = 200_000
+THUMB_MAX_SIDE = 900
+THUMB_QUALITY = 80
+
+
 def _img(out: Path, path: Path, alt: str, cls: str) -> str:
     source = out / path
     if not source.is_file():
         return f"<p class='files'>missing: {esc(path)}</p>"
     return (
-        f"<a href='{href(path)}'><img class='{cls}' alt='{esc(alt)}' src='{data_uri(source)}'></a>"
+        f"<a href='{href(path)}'><img class='{cls}' alt='{esc(alt)}' src='{_embedded(source)}'></a>"
     )
+
+
+def _embedded(source: Path) -> str:
+    """A picture as a data URI: the PNG itself, or a JPEG thumbnail of a large one."""
+    if source.stat().st_size <= EMBED_MAX_BYTES:
+        return data_uri(source)
+    import io
+
+    from PIL import Image
+
+    with Image.open(source) as image:  # a PNG cnnvis wrote itself
+        thumb = image.convert("RGB")
+    thumb.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=THUMB_QUALITY)
+    return data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def _figure(out: Path, path: Path, caption: str) -> str:
