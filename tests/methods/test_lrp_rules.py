@@ -278,3 +278,30 @@ def test_a_squeeze_excitation_gate_is_a_constant_and_relevance_is_conserved():
     torch.testing.assert_close(
         torch.tensor(explained.params["relevance_sum"]), logits, rtol=1e-2, atol=0
     )
+
+
+def test_lrp_explains_a_target_computed_from_the_output():
+    """A segmentation mask target: relevance starts at output ⊙ ∂score/∂output and, on a
+    bias-free ReLU network with the epsilon rule, the input relevance sums to the score."""
+    import torch
+    from torch import nn
+
+    import cnnvis
+    from cnnvis.targets import MaskTarget
+
+    class Segmenter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+            self.b = nn.Conv2d(6, 4, 1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": self.b(torch.relu(self.a(x)))}
+
+    torch.manual_seed(0)
+    model = Segmenter().double().eval()
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    box = MaskTarget(2, box=(1, 1, 6, 5))
+    e = cnnvis.explain(model, x, "lrp", target=box, composite="Epsilon", epsilon=1e-9)
+    scores = box.scores(model(x), {})
+    assert torch.allclose(e.map.sum(dim=(1, 2, 3)), scores, rtol=1e-6)

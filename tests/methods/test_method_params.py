@@ -13,7 +13,7 @@ from cnnvis.methods import check_params, get_method, list_methods
 def test_unknown_parameter_of_a_method_without_parameters(tiny_cnn, tiny_input):
     with pytest.raises(ParamError, match="grad-cam has no parameter 'foo'; it takes no") as info:
         cnnvis.explain(tiny_cnn, tiny_input, "grad-cam", foo=3)
-    assert isinstance(info.value, MethodError) and info.value.exit_code == 8
+    assert isinstance(info.value, MethodError) and info.value.exit_code == 9
 
 
 def test_explain_reads_explain_manys_spelling_too(tiny_cnn, tiny_input):

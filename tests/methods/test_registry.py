@@ -22,7 +22,7 @@ from cnnvis.methods.registry import scripted_methods
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS_DIR = Path(methods.__file__).parent
-NOT_METHOD_MODULES = {"__init__", "facts", "registry"}  # and the private helpers, _*.py
+NOT_METHOD_MODULES = {"__init__", "facts", "registry", "peers"}  # and the private helpers, _*.py
 MANY_PASSES = {
     "integrated-gradients",
     "smoothgrad",

@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from scenes import DISC, SQUARE, energy_inside, scenes, train_multilabel, train_segmenter
+from target_scenes import DISC, SQUARE, energy_inside, scenes, train_multilabel, train_segmenter
 
 import cnnvis
 from cnnvis.targets import MaskTarget, Similarity

@@ -10,6 +10,7 @@ import torch
 from ..capture import Recording
 from ..errors import MethodError
 from ..model import compute_model
+from ..targets import ClassTarget, describe, target_layers
 from .facts import Cost, MethodInfo
 from .lrp import Composite, named_composite, relevance
 from .lrp.composites import parse_match
@@ -50,7 +51,13 @@ def lrp(
             for k, v in rules.items()
         }
         chosen = chosen.with_rules(made)
-    targets = rec.targets.to(x.device)
+    by_class = isinstance(rec.target, ClassTarget) and rec.target.score == "logit"
+    targets = rec.targets.to(x.device) if by_class else None
+    if rec.unit is None and not by_class and target_layers(rec.target):
+        raise MethodError(
+            f"lrp explains a class, a unit or a target computed from the model's output; "
+            f"{describe(rec.target)} reads layers inside the network"
+        )
     found = relevance(
         compute_model(rec.model),
         x,
@@ -58,6 +65,7 @@ def lrp(
         targets=targets,
         unit=rec.unit,
         output_key=rec.output_key,
+        target=rec.target,
         layers=_layer_names(sweep),
     )
     info: dict[str, Any] = {
@@ -95,8 +103,8 @@ def _bounds(
     rec: Recording, low: float | torch.Tensor | None, high: float | torch.Tensor | None
 ) -> tuple[float | torch.Tensor | None, float | torch.Tensor | None]:
     """z-box bounds: as given, else the model's normalized black and white images (per
-    channel), when the recording knows the model's normalization."""
-    if (low is None or high is None) and rec.normalize is not None:
+    channel), when the recording knows the model's normalization of RGB images."""
+    if (low is None or high is None) and rec.normalize is not None and rec.inputs.shape[1] == 3:
         like = rec.inputs.detach()[:1]
         low = rec.normalize(torch.zeros_like(like)) if low is None else low
         high = rec.normalize(torch.ones_like(like)) if high is None else high

@@ -11,16 +11,17 @@ rules conserve.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ...forwards import Hook, guarded_forward, output_hook
+from ...errors import MethodError
+from ...forwards import Hook, first_tensor, guarded_forward, output_hook
 from ...layers import resolve_layer
-from ...targets import UnitTarget, select_logits
+from ...targets import UnitTarget, checked_scores, select_logits, select_output
 from .canonizers import canonized_copy
 from .composites import Composite
 from .functional import RelevanceMode
@@ -84,14 +85,17 @@ def relevance(
     inputs: torch.Tensor,
     composite: Composite,
     *,
-    targets: torch.Tensor,
+    targets: torch.Tensor | None,
     unit: UnitTarget | None = None,
     output_key: str | int | None = None,
     layers: Sequence[str] = (),
+    target: Any = None,
 ) -> Relevance:
     """The relevance of the input (and at the output of each of `layers`, from the same one
     backward pass: a relevance sweep) under `composite`, on a canonized copy of `model`
-    (never on the model itself)."""
+    (never on the model itself). `targets`: class indices (the logit explained); else `unit`,
+    else any other bound `target` computed from the output (a mask, labels, a softmax
+    probability), whose relevance at the output is output ⊙ ∂score/∂output."""
     twin = canonized_copy(model, inputs)
     assigned = composite.assign(twin)
     hooks: list[Hook] = [(module, rule_hook(rule)) for module, rule in assigned.values()]
@@ -105,7 +109,10 @@ def relevance(
         x = inputs.detach().clone().requires_grad_(True)
         with RelevanceMode(names):
             output = twin(x)
-        start, seed, scores = _seed(output, targets, unit, store, output_key)
+        if targets is None and unit is None:
+            start, seed, scores = _seed_any(select_output(output, output_key), target)
+        else:
+            start, seed, scores = _seed(output, targets, unit, store, output_key)
         swept = [n for n in dict.fromkeys(layers) if n in store]
         wrt = [x, *(store[n] for n in swept)]
         found = torch.autograd.grad(start, wrt, seed, allow_unused=True)
@@ -114,9 +121,38 @@ def relevance(
     return Relevance(maps[0].contiguous(), scores, by_layer)
 
 
+def _seed_any(output: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For a target computed from the output (a tensor, or a dict / list holding one): the
+    output tensor, its relevance output ⊙ ∂score/∂output (which sums to the score for a
+    score linear in the output), and the scores."""
+    tensor, rebuild = _output_tensor(output)
+    leaf = tensor.detach().requires_grad_(True)
+    scores = checked_scores(target, rebuild(leaf), {}, tensor.shape[0])
+    (slope,) = torch.autograd.grad(scores.sum(), leaf)
+    return tensor, tensor.detach() * slope, scores.detach()
+
+
+def _output_tensor(output: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+    """The one tensor of a model's output, and how to put another in its place."""
+    if isinstance(output, torch.Tensor):
+        return output, lambda t: t
+    if isinstance(output, Mapping):
+        keys = [k for k, v in output.items() if isinstance(v, torch.Tensor)]
+        if len(keys) == 1 or "out" in keys:
+            key = "out" if "out" in keys else keys[0]
+            return output[key], lambda t: {**output, key: t}
+    tensor, rebuild = first_tensor(output)
+    if tensor is None or rebuild is None:
+        raise MethodError(
+            f"lrp: cannot find the output tensor in a model output of type "
+            f"{type(output).__name__}; explain a class, a unit, or a target of one tensor"
+        )
+    return tensor, rebuild
+
+
 def _seed(
     output: object,
-    targets: torch.Tensor,
+    targets: torch.Tensor | None,
     unit: UnitTarget | None,
     store: dict[str, torch.Tensor],
     output_key: str | int | None,
@@ -125,6 +161,8 @@ def _seed(
     logit at the target class; for a unit target, the unit's share of the layer's activation
     (a ⊙ ∂score/∂a, which sums to the score for sum, max and point reductions)."""
     if unit is None:
+        if targets is None:
+            raise MethodError("lrp: a class target needs its class indices")
         logits = select_logits(output, output_key)
         seed = torch.zeros_like(logits)
         rows = torch.arange(len(targets), device=logits.device)
