@@ -22,6 +22,7 @@ import html
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,7 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-artifacts" / "gallery"
 PHOTOS = ("cat", "coffee", "rocket")
 MODELS = ("default",)
-SITE_MODELS = ("default", "offline:mobilenet_v2")
+SITE_MODELS = (
+    "default",
+    "offline:mobilenet_v2",
+    "offline:efficientnet_lite1",
+    "offline:efficientnet_lite2",
+)
+FEATURE_CLASS = 285  # Egyptian cat: what the feature visualization makes the model see
 SITE = ROOT / "docs" / "gallery"
 SITE_DPI = 60  # small pictures: the committed gallery stays about a megabyte
 SITE_QUALITY = 80
@@ -93,11 +100,15 @@ def draw(explanations: list[Explanation], folder: Path) -> dict[str, str]:
 
 def site_picture(e: Explanation, path: Path) -> str:
     """One method's figure as a small JPEG for the site's gallery; its file name."""
+    return site_jpeg(render.explanation_figure([e]), path)
+
+
+def site_jpeg(fig: Any, path: Path) -> str:
+    """A matplotlib figure as a small JPEG of the site's gallery; its file name."""
     from io import BytesIO
 
     from PIL import Image
 
-    fig = render.explanation_figure([e])
     png = render.figure_png(fig, SITE_DPI)
     fig.clear()
     Image.open(BytesIO(png)).convert("RGB").save(path, quality=SITE_QUALITY, optimize=True)
@@ -106,13 +117,46 @@ def site_picture(e: Explanation, path: Path) -> str:
 
 def site_call(model: str, photo: str, method: str) -> str:
     """The exact call that makes a gallery picture."""
-    return (
-        f'e = cnnvis.explain(cnnvis.load_model("{model}"), "sample:{photo}", '
-        f'method="{method}")\ne.figure()'
-    )
+    load = f'cnnvis.load_model("{model}")'
+    if method == "sweep":
+        return f'cnnvis.sweep({load}, "sample:{photo}", method="grad-cam", layers="all").figure()'
+    if method == "evaluation":
+        return (
+            f'ev = cnnvis.evaluate({load}, "sample:{photo}", ["grad-cam", "gradient"])\n'
+            f'ev.figures()["curves-{photo}"]'
+        )
+    if method == "features":
+        return (
+            f"picture = cnnvis.features.visualize({load}, {FEATURE_CLASS})  # (3, H, W) in [0, 1]"
+        )
+    return f'e = cnnvis.explain({load}, "sample:{photo}", method="{method}")\ne.figure()'
 
 
-def site_page(sections: list[tuple[str, str, list[str]]], out: Path) -> Path:
+def site_extras(model: str, photo: str, first: bool) -> list[tuple[str, str]]:
+    """The sweep and the evaluation curves of one model and photo (and, for the model's first
+    photo, its feature visualization), as gallery pictures; their file names."""
+    from cnnvis.evaluate.figures import figures
+
+    lm = cnnvis.load_model(model)
+    names = []
+    sweep = cnnvis.sweep(lm, f"sample:{photo}", method="grad-cam", layers="all")
+    names.append((site_jpeg(sweep.figure(), SITE / site_name(model, photo, "sweep")), "sweep"))
+    ev = cnnvis.evaluate(lm, f"sample:{photo}", ["grad-cam", "gradient"])
+    curves = figures(ev)[f"curves-{photo}"]
+    path = SITE / site_name(model, photo, "evaluation")
+    names.append((site_jpeg(curves, path), "evaluation"))
+    if first:
+        from cnnvis import features
+        from cnnvis.render import to_pil
+
+        picture = features.visualize(lm, FEATURE_CLASS)
+        path = SITE / site_name(model, photo, "features")
+        to_pil(picture).convert("RGB").save(path, quality=SITE_QUALITY)
+        names.append((path.name, "features"))
+    return names
+
+
+def site_page(sections: list[tuple[str, str, list[tuple[str, str]]]], out: Path) -> Path:
     """index.md of the site's gallery: a section per model and photo, each picture with its
     call."""
     lines = [
@@ -125,10 +169,12 @@ def site_page(sections: list[tuple[str, str, list[str]]], out: Path) -> Path:
     ]
     for model, photo, files in sections:
         lines += ["", f"## {model} · {photo}", ""]
-        for name in files:
-            method = name.rsplit(".", 1)[0].split("--", 2)[-1]
+        for name, method in files:
+            title = {"features": f"feature visualization of class {FEATURE_CLASS}"}.get(
+                method, method
+            )
             lines += [
-                f"### {method} ({photo}, {model}) {{#{Path(name).stem}}}",
+                f"### {title} ({photo}, {model}) {{#{Path(name).stem}}}",
                 "",
                 f"![{method} on {photo}, {model}]({name})",
                 "",
@@ -179,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", default="all", help="comma-separated, or all")
     parser.add_argument("--reuse", action="store_true", help="redraw from the cached maps")
     parser.add_argument("--site", action="store_true", help="the site's gallery: docs/gallery/")
+    parser.add_argument(
+        "--no-extras", action="store_true", help="--site without sweeps, evaluation, features"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     methods = (
@@ -197,7 +246,10 @@ def main(argv: list[str] | None = None) -> None:
                 names = []
                 for e in explanations:
                     name = site_name(model, photo, e.method)
-                    names.append(site_picture(e, SITE / name))
+                    names.append((site_picture(e, SITE / name), e.method))
+                first = photo == args.photos.split(",")[0]
+                if not args.no_extras:
+                    names += site_extras(model, photo, first)
                 site_sections.append((model, photo, names))
         print(site_page(site_sections, SITE))
         return

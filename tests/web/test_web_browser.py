@@ -162,3 +162,33 @@ def test_errors_are_shown_in_plain_words(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "web-error.png"))
     page.click("#error-close")
     page.wait_for_selector("#error", state="hidden")
+
+
+def test_a_long_explanation_shows_progress_and_can_be_cancelled(page):
+    """Occlusion on the default model takes a while: the spinner shows the server's progress
+    (stage, done of total) and Cancel stops it; the page is usable again at once."""
+    idle(page)
+    earlier = len(page.problems)  # (the error test's 422 is its own)
+    page.select_option("#sample", "cat")
+    page.wait_for_selector("#predictions .prediction")
+    idle(page)
+    for box in page.query_selector_all("#methods input:checked"):
+        box.uncheck()
+    page.check("#methods input[value='occlusion']")
+    page.click("#explain")
+    page.wait_for_selector("#cancel", state="visible")
+    deadline = time.monotonic() + 60
+    text = page.inner_text("#busy-text")
+    while "occlusion: " not in text and time.monotonic() < deadline:  # (CSP forbids eval)
+        time.sleep(0.2)
+        text = page.inner_text("#busy-text")
+    assert "occlusion: " in text and " of " in text and "%" in text, text
+    page.screenshot(path=str(ARTIFACTS / "web-progress.png"))
+    page.click("#cancel")
+    page.wait_for_selector("#error", state="visible")
+    assert "Cancelled" in page.inner_text("#error")
+    idle(page)
+    assert not page.is_disabled("#explain")
+    page.click("#error-close")
+    new = page.problems[earlier:]
+    assert [p for p in new if "AbortError" not in p and "aborted" not in p] == []

@@ -127,9 +127,11 @@ def create_app(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     _add_error_handlers(app)
 
+    from .downloads import router as downloads
     from .routes import router
 
     app.include_router(router)
+    app.include_router(downloads)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -76,6 +76,12 @@ class ImageForm(BaseModel):
     model: str | None = Field(
         None, description="model name (see /api/models); empty: the server's model"
     )
+    progress_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="a name the client chose for this request: GET /api/progress/{progress_id} "
+        "tells how far its work is while it runs",
+    )
 
 
 class ClassifyForm(ImageForm):

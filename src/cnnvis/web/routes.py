@@ -3,14 +3,12 @@ and the downloads of a result (figure PNG, maps NPZ, manifest JSON)."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Query, Request
 from PIL import Image
 
 from ..errors import CnnvisError, MethodError, TargetError
@@ -103,6 +101,13 @@ def samples() -> dict[str, Any]:
     return {"default": "cat" if "cat" in names else None, "samples": names}
 
 
+@router.get("/progress/{progress_id}", summary="How far a request's work is")
+def progress(request: Request, progress_id: str) -> dict[str, Any]:
+    """{state: queued | running | done | unknown, stage, done, total} of the request that sent
+    this `progress_id` (the page polls it while it waits)."""
+    return _server(request).progress.get(progress_id[:64])
+
+
 @router.get("/limits", response_model=LimitsOut, summary="This server's limits")
 def limits(request: Request) -> dict[str, Any]:
     config = _server(request).config
@@ -169,7 +174,14 @@ async def _answer(
             request, form_type, config.max_upload_bytes, config.body_timeout_s
         )
         check_count("top_k", getattr(form, "top_k", 0), server.config.limits)
-        return await server.run_stoppable(request.is_disconnected, work, server, form, upload)
+        return await server.run_stoppable(
+            request.is_disconnected,
+            work,
+            server,
+            form,
+            upload,
+            progress_id=getattr(form, "progress_id", None),
+        )
 
 
 @router.post(
@@ -414,80 +426,6 @@ def _common(result: Result, first: Explanation, facts: dict[str, Any]) -> dict[s
 
 def _finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
-
-
-# downloads
-
-
-def _result(request: Request, result_id: str) -> Result:
-    server = _server(request)
-    result = server.results.get(result_id)
-    if result is None:
-        raise HTTPException(
-            404,
-            f"no result {result_id!r} here: the server keeps the last {server.results.size} "
-            "results (and none across restarts); explain the image again",
-        )
-    return result
-
-
-def _filename(result: Result, suffix: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.facts["source"].split(":")[-1])
-    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    return f"cnnvis-{stem or 'image'}-{result.kind}{suffix}"
-
-
-def _download(content: bytes, media_type: str, filename: str) -> Response:
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return Response(content, media_type=media_type, headers=headers)
-
-
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "no such result (only recent ones are kept)"}
-}
-
-
-@router.get(
-    "/results/{result_id}/figure.png",
-    summary="The figure of a result, as PNG",
-    responses={**NOT_FOUND, 200: {"content": {"image/png": {}}}},
-    response_class=Response,
-)
-async def figure(
-    request: Request,
-    result_id: str,
-    cmap: str = Query(views.DEFAULT_COLORMAP, description="a matplotlib colormap"),
-    alpha: float = Query(0.5, ge=0.0, le=1.0, description="opacity of the map over the image"),
-) -> Response:
-    result = _result(request, result_id)
-    from ..render import colormap
-
-    colormap(cmap)  # an unknown name is a 422 with suggestions
-    png = await _server(request).run(views.figure_png, result, cmap, alpha)
-    return _download(png, "image/png", _filename(result, ".png"))
-
-
-@router.get(
-    "/results/{result_id}/maps.npz",
-    summary="The raw, signed maps of a result, as NPZ",
-    responses={**NOT_FOUND, 200: {"content": {"application/octet-stream": {}}}},
-    response_class=Response,
-)
-async def maps(request: Request, result_id: str) -> Response:
-    result = _result(request, result_id)
-    data = await _server(request).run(views.maps_npz, result)
-    return _download(data, "application/octet-stream", _filename(result, ".npz"))
-
-
-@router.get(
-    "/results/{result_id}/manifest.json",
-    summary="What was run, on what, and the result",
-    responses={**NOT_FOUND, 200: {"content": {"application/json": {}}}},
-    response_class=Response,
-)
-async def manifest(request: Request, result_id: str) -> Response:
-    result = _result(request, result_id)
-    return _download(views.manifest_json(result), "application/json", _filename(result, ".json"))
 
 
 __all__ = ["router"]

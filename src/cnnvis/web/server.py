@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 from ..errors import ModelError
 from ..forwards import WorkStopped, stop_signal
 from ..model import LoadedModel
+from ..progress import reporting
 from .guards import check_model_allowed, model_allowed, work_limits
-from .state import ModelCache, ResultStore
+from .state import ModelCache, ProgressBoard, ResultStore
 
 MB = 1_000_000
 T = TypeVar("T")
@@ -67,6 +68,7 @@ class Server:
         self.results = ResultStore(config.max_results)
         self._executor: ThreadPoolExecutor | None = None
         self._pending_bytes = 0  # bodies being read or waiting for a worker (event loop only)
+        self.progress = ProgressBoard()
 
     @property
     def served(self) -> str:
@@ -124,15 +126,26 @@ class Server:
         return await loop.run_in_executor(self._executor, functools.partial(work, *args))
 
     async def run_stoppable(
-        self, disconnected: Callable[[], Any], work: Callable[..., T], *args: Any
+        self,
+        disconnected: Callable[[], Any],
+        work: Callable[..., T],
+        *args: Any,
+        progress_id: str | None = None,
     ) -> T:
-        """`run`, stopping the work (before its next forward, `forwards.stop_signal`) when `await disconnected()` says
-        the client went away or after `work_timeout_s`; raises WorkStopped then."""
+        """`run`, stopping the work (before its next forward, `forwards.stop_signal`) when
+        `await disconnected()` says the client went away or after `work_timeout_s`; raises
+        WorkStopped then. With `progress_id`, the work's progress is kept on `self.progress`
+        for GET /api/progress/{progress_id}."""
         stop = threading.Event()
+        listen = self.progress.listener(progress_id) if progress_id else None
 
         def stoppable() -> T:
-            with stop_signal(stop):  # raises at once when stopped while queued
-                return work(*args)
+            try:
+                with stop_signal(stop), reporting(listen):  # raises at once if stopped queued
+                    return work(*args)
+            finally:
+                if progress_id:
+                    self.progress.finish(progress_id)
 
         task = asyncio.ensure_future(self.run(stoppable))
         loop = asyncio.get_running_loop()

@@ -107,3 +107,45 @@ class ResultStore:
     def __len__(self) -> int:
         with self._lock:
             return len(self._results)
+
+
+class ProgressBoard:
+    """How far the work of each request that named a `progress_id` is: its stage and done /
+    total, "queued" before a worker starts it, "done" after; the last `size` ids are kept."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._board: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def _put(self, key: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._board[key] = entry
+            self._board.move_to_end(key)
+            while len(self._board) > self.size:
+                self._board.popitem(last=False)
+
+    def listener(self, key: str) -> Callable[[str, int, int], None]:
+        """A `cnnvis.progress` callback that records on the board under `key`."""
+        self._put(key, {"state": "queued", "stage": "", "done": 0, "total": 0})
+
+        def heard(stage: str, done: int, total: int) -> None:
+            self._put(key, {"state": "running", "stage": stage, "done": done, "total": total})
+
+        return heard
+
+    def finish(self, key: str) -> None:
+        with self._lock:
+            entry = self._board.get(key)
+        if entry is not None:
+            self._put(key, {**entry, "state": "done"})
+
+    def get(self, key: str) -> dict[str, Any]:
+        """The progress of `key`: {"state": "unknown"} for an id never seen (or forgotten)."""
+        with self._lock:
+            entry = self._board.get(key)
+        return (
+            dict(entry)
+            if entry is not None
+            else {"state": "unknown", "stage": "", "done": 0, "total": 0}
+        )

@@ -22,6 +22,7 @@ const state = {
   explain: null,        // last explain answer, with decoded value images
   sweep: null,          // last sweep answer, with decoded value images
   busy: 0,
+  cancel: null,
 };
 
 // ------------------------------------------------------------------ server
@@ -30,21 +31,23 @@ async function getJSON(path) {
   return answer(await send(path, { method: "GET" }));
 }
 
-async function postForm(path, fields) {
+async function postForm(path, fields, progressId = null, signal = undefined) {
   const form = new FormData();
+  if (progressId) form.append("progress_id", progressId);
   if (state.image && state.image.file) form.append("image", state.image.file, state.image.file.name);
   if (state.image && state.image.sample) form.append("sample", state.image.sample);
   if (state.model) form.append("model", state.model);
   for (const [key, value] of Object.entries(fields)) {
     if (value !== null && value !== undefined && value !== "") form.append(key, String(value));
   }
-  return answer(await send(path, { method: "POST", body: form }));
+  return answer(await send(path, { method: "POST", body: form, signal }));
 }
 
 async function send(path, options) {
   try {
     return await fetch(path, options);
   } catch (error) {
+    if (error.name === "AbortError") throw error;  // the user cancelled: the server stops
     throw new Error("The cnnvis server did not answer. Is it still running? (" + error.message + ")");
   }
 }
@@ -67,24 +70,54 @@ function capitalize(text) {
 
 // ------------------------------------------------------------------ busy and errors
 
-async function busy(message, work) {
+// `tracked`: the work is a request whose progress the server reports (polled while it runs)
+// and which the Cancel button stops (the aborted request ends the server's work).
+async function busy(message, work, tracked = false) {
   state.busy += 1;
   $("busy-text").textContent = message;
   $("busy").hidden = false;
   document.body.setAttribute("aria-busy", "true");
   updateButtons();
+  const id = tracked ? progressId() : null;
+  const controller = tracked ? new AbortController() : null;
+  state.cancel = controller;
+  $("cancel").hidden = !tracked;
+  const timer = tracked ? setInterval(() => showProgress(id, message), 500) : null;
   try {
-    return await work();
+    return await work(id, controller ? controller.signal : undefined);
   } catch (error) {
-    showError(error.message || String(error));
+    if (error.name === "AbortError") showError("Cancelled: the server stopped that work.");
+    else showError(error.message || String(error));
     return null;
   } finally {
+    if (timer) clearInterval(timer);
+    state.cancel = null;
+    $("cancel").hidden = true;
     state.busy -= 1;
     if (state.busy === 0) {
       $("busy").hidden = true;
       document.body.removeAttribute("aria-busy");
     }
     updateButtons();
+  }
+}
+
+function progressId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function showProgress(id, message) {
+  let p = null;
+  try { p = await getJSON("/api/progress/" + id); } catch (error) { return; }
+  if (!p || $("busy").hidden) return;
+  if (p.state === "queued") {
+    $("busy-text").textContent = message + " (waiting for the model)";
+  } else if (p.state === "running" && p.total > 0) {
+    const percentDone = Math.floor((100 * p.done) / p.total);
+    $("busy-text").textContent = message + " " + p.stage + ": " + p.done + " of " + p.total +
+      " (" + percentDone + "%)";
   }
 }
 
@@ -369,8 +402,9 @@ async function explain() {
   if (!state.image || methods.length === 0) return;
   clearError();
   const layer = $("layer").disabled ? "auto" : $("layer").value;
-  const data = await busy("Explaining with " + methods.join(", ") + "…", () =>
-    postForm("/api/explain", { methods: methods.join(","), layer, target: targetField(), top_k: 5 }));
+  const data = await busy("Explaining with " + methods.join(", ") + "…", (id, signal) =>
+    postForm("/api/explain", { methods: methods.join(","), layer, target: targetField(), top_k: 5 },
+      id, signal), true);
   if (!data) return;
   await setInput(data.input);
   data.images = await Promise.all(data.maps.map((m) => loadImage(m.values)));
@@ -514,8 +548,9 @@ async function sweep() {
   if (!state.image) return;
   clearError();
   const method = $("sweep-method").value;
-  const data = await busy("Sweeping " + method + " over every layer…", () =>
-    postForm("/api/sweep", { method, layers: "all", target: targetField(), top_k: 5 }));
+  const data = await busy("Sweeping " + method + " over every layer…", (id, signal) =>
+    postForm("/api/sweep", { method, layers: "all", target: targetField(), top_k: 5 }, id, signal),
+    true);
   if (!data) return;
   await setInput(data.input);
   data.images = await Promise.all(data.layers.map((l) => loadImage(l.values)));
@@ -548,6 +583,7 @@ function drawSweep() {
 
 function bindControls() {
   $("error-close").addEventListener("click", clearError);
+  $("cancel").addEventListener("click", () => { if (state.cancel) state.cancel.abort(); });
   $("file").addEventListener("change", (event) => chooseFile(event.target.files[0]));
   $("sample").addEventListener("change", (event) => chooseSample(event.target.value));
   const drop = $("drop");
