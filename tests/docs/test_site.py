@@ -148,7 +148,7 @@ def test_pages_open_in_a_browser_offline(server):
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
         page.goto(server + "index.html")
         page.fill("input.md-search__input", "grad-cam")
-        page.wait_for_selector(".md-search-result__item", timeout=30_000)
+        page.wait_for_selector(".md-search-result__item", timeout=90_000)
         context.close()
         browser.close()
     assert not problems, problems
