@@ -3,7 +3,9 @@
 A layer's activations over N images, clamped at 0 (what a ReLU lets through), are one
 non-negative matrix A (C channels x N*h*w positions). NMF splits it into k concepts,
 A ~ W H: W's column j (C,) is concept j's basis vector, a direction in channel space, and H's
-row j, reshaped to (N, h, w), says how strongly each position of each image shows it. The
+row j, reshaped to (N, h, w), says how strongly each position of each image shows it. NMF
+leaves the scale between the two free; here each map is 1 where its concept is strongest over
+all images, so the basis vector is the concept at full strength. The
 head's verdict on a concept is the model's output when the layer shows its basis vector
 everywhere (see `head.py`).
 """
@@ -69,8 +71,11 @@ def dff(
         )
     factors = nmf(matrix, k, seed=seed, max_iter=max_iter)
     log.info("DFF at %s: %d iterations, error %.3f", name, factors.iterations, factors.error)
-    basis = factors.w.T.contiguous()  # (k, C)
-    layer_maps = factors.h.reshape(k, n, h, w).permute(1, 0, 2, 3).contiguous()
+    # NMF leaves each concept's scale between w and h free: fix it so that a map is 1 where
+    # its concept is strongest, and the basis vector is the concept at that full strength
+    peak = factors.h.amax(dim=1).clamp_min(1e-12)
+    basis = (factors.w * peak).T.contiguous()  # (k, C)
+    layer_maps = (factors.h / peak[:, None]).reshape(k, n, h, w).permute(1, 0, 2, 3).contiguous()
     size = (int(x.shape[-2]), int(x.shape[-1]))
     maps = upsample(layer_maps.reshape(n * k, h, w), size).reshape(n, k, *size)
     if head is not None:

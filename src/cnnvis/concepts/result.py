@@ -25,9 +25,10 @@ class TopClass:
 class ConceptResult:
     """K concepts found at `layer` over N images.
 
-    `maps` (N, K, H, W): how strongly each input pixel shows each concept (raw NMF
-    coefficients, upsampled bilinearly from `layer_maps` (N, K, h, w)); `basis` (K, C): each
-    concept's direction in the layer's channels; `logits` (K, classes): the head's output for
+    `maps` (N, K, H, W): how strongly each input pixel shows each concept (NMF coefficients,
+    1 at the concept's strongest position over all images, upsampled bilinearly from
+    `layer_maps` (N, K, h, w)); `basis` (K, C): each concept at that full strength in the
+    layer's channels; `logits` (K, classes): the head's output for
     each concept (None when the model's output is not a class vector) and `top_classes` its
     top classes; `pictures` (N, 3, H, W) the images in [0, 1] as the model saw them; `error`
     the NMF's relative reconstruction error.
