@@ -70,7 +70,7 @@ def dff(
             "choose a layer after a ReLU, or other images"
         )
     factors = nmf(matrix, k, seed=seed, max_iter=max_iter)
-    log.info("DFF at %s: %d iterations, error %.3f", name, factors.iterations, factors.error)
+    log.debug("DFF at %s: %d iterations, error %.3f", name, factors.iterations, factors.error)
     # NMF leaves each concept's scale between w and h free: fix it so that a map is 1 where
     # its concept is strongest, and the basis vector is the concept at that full strength
     peak = factors.h.amax(dim=1).clamp_min(1e-12)
