@@ -5,7 +5,8 @@ For the usual head after the last spatial layer (global pooling, then linear lay
 the head applied to the vector itself, as pytorch-grad-cam's `DeepFeatureFactorization` does
 with its `computation_on_concepts`; here the head is found by running the rest of the model,
 so no head has to be named. The layer's output is replaced by a forward hook (through
-`forwards.guarded_forward`, removed on exit); what runs before the layer sees a blank input.
+`forwards.guarded_forward`, removed on exit); what runs before the layer sees a blank input, a
+quarter of the side when the model takes it (its output is thrown away), else full size.
 Exact when what follows the layer depends on the layer alone (no skip connection around it).
 """
 
@@ -19,6 +20,8 @@ from torch import nn
 from ..errors import ModelError
 from ..forwards import first_tensor, guarded_forward
 from ..layers import resolve_layer
+
+MIN_SIDE = 32  # pixels of the small blank input
 
 
 def concept_logits(
@@ -39,11 +42,19 @@ def concept_logits(
             return None
         return rebuild(spread.to(tensor.dtype))
 
-    blank = torch.zeros((k, *input_shape[1:]), dtype=basis.dtype, device=basis.device)
     hooks = [(resolve_layer(model, layer), replace)]
-    with guarded_forward(model, hooks=hooks, grad=False, inference=True, like=blank):
+    full = (k, *input_shape[1:])
+    small = (k, *input_shape[1:-2], *(max(MIN_SIDE, -(-side // 4)) for side in input_shape[-2:]))
+    output = None
+    if small != full:  # what runs before the layer is thrown away: run it on a smaller blank
         try:
-            output = model(blank)
+            output = _run(model, hooks, torch.zeros(small, dtype=basis.dtype, device=basis.device))
+        except (RuntimeError, ValueError, AssertionError):  # the model wants its own input size
+            output = None
+    if output is None:
+        blank = torch.zeros(full, dtype=basis.dtype, device=basis.device)
+        try:
+            output = _run(model, hooks, blank)
         except RuntimeError as error:
             raise ModelError(
                 f"the model did not run on layer {layer!r}'s concepts in place of its output "
@@ -53,3 +64,8 @@ def concept_logits(
     if logits is None or logits.dim() != 2 or logits.shape[0] != k:
         return None
     return logits.float()
+
+
+def _run(model: nn.Module, hooks: list[tuple[nn.Module, Any]], blank: torch.Tensor) -> Any:
+    with guarded_forward(model, hooks=hooks, grad=False, inference=True, like=blank):
+        return model(blank)
