@@ -148,3 +148,26 @@ def test_too_few_positions_says_how_many_images_are_needed() -> None:
         dff(model, torch.rand(2, 3, 16, 16), layer="relu2", k=9)  # 8 channels
     with pytest.raises(ConceptError, match="at least 1"):
         dff(model, torch.rand(2, 3, 16, 16), layer="relu2", k=0)
+
+
+class SizeChecked(TinyCNN):
+    """TinyCNN that refuses any input but 64x64 (as models with a fixed input size do)."""
+
+    def forward(self, x):
+        if x.shape[-1] != 64:
+            raise ValueError(f"expected 64x64 input, got {tuple(x.shape)}")
+        return super().forward(x)
+
+
+def test_the_head_runs_at_full_size_when_the_model_refuses_a_small_blank() -> None:
+    model = SizeChecked().eval()
+    result = dff(model, torch.rand(2, 3, 64, 64), layer="relu2", k=2)
+    assert result.logits is not None
+    torch.testing.assert_close(result.logits, model.fc(result.basis).detach())
+
+
+def test_an_explicit_head_is_used_as_given() -> None:
+    model = TinyCNN().eval()
+    result = dff(model, torch.rand(2, 3, 16, 16), layer="relu2", k=2, head=lambda b: -model.fc(b))
+    assert result.logits is not None
+    torch.testing.assert_close(result.logits, -model.fc(result.basis).detach())

@@ -44,7 +44,8 @@ def concept_logits(
 
     hooks = [(resolve_layer(model, layer), replace)]
     full = (k, *input_shape[1:])
-    small = (k, *input_shape[1:-2], *(max(MIN_SIDE, -(-side // 4)) for side in input_shape[-2:]))
+    sides = (min(side, max(MIN_SIDE, -(-side // 4))) for side in input_shape[-2:])
+    small = (k, *input_shape[1:-2], *sides)
     output = None
     if small != full:  # what runs before the layer is thrown away: run it on a smaller blank
         try:
