@@ -31,7 +31,8 @@ HELPERS = {
     "output",
     "out_folder",
 }  # the modules of cnnvis/cli/ that are not commands
-NEEDED = {"batch": ["INPUT"], "concepts": ["dff"]}  # positional arguments a command cannot parse without
+# positional arguments a command cannot parse without
+NEEDED = {"batch": ["INPUT"], "concepts": ["dff"]}
 
 
 def _subparsers() -> dict:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 MAX_IMAGES = 8
 COLUMNS = 4
-IMAGE_WEIGHT = 0.35
+IMAGE_WEIGHT = 0.45
 
 
 def concept_colors(k: int) -> torch.Tensor:
@@ -28,14 +28,14 @@ def concept_colors(k: int) -> torch.Tensor:
 
 def coloured(result: ConceptResult) -> torch.Tensor:
     """(N, 3, H, W) images in [0, 1]: at each pixel the colour of its strongest concept, as
-    bright as that concept is strong there (relative to its maximum over all images), blended
-    with the picture."""
+    bright as the square root of that concept's strength there (relative to its maximum over
+    all images), blended with the picture."""
     maps = result.maps.detach().float().cpu().clamp(min=0)
     peak = maps.amax(dim=(0, 2, 3), keepdim=True).clamp_min(1e-12)
     strength = maps / peak
     best, which = strength.max(dim=1)  # (N, H, W)
     colors = concept_colors(result.k)[which].permute(0, 3, 1, 2)  # (N, 3, H, W)
-    overlay = colors * best[:, None]
+    overlay = colors * best[:, None].sqrt()  # sqrt: a concept at a quarter strength still shows
     pictures = result.pictures.float().cpu()
     return (IMAGE_WEIGHT * pictures + (1 - IMAGE_WEIGHT) * overlay).clamp(0, 1)
 
