@@ -16,6 +16,7 @@ NAMES = [
     "explain",
     "sweep",
     "features",
+    "concepts",
     "serve",
     "evaluate",
     "batch",
@@ -30,7 +31,8 @@ HELPERS = {
     "output",
     "out_folder",
 }  # the modules of cnnvis/cli/ that are not commands
-NEEDED = {"batch": ["INPUT"]}  # positional arguments a command cannot parse without
+# positional arguments a command cannot parse without
+NEEDED = {"batch": ["INPUT"], "concepts": ["dff"]}
 
 
 def _subparsers() -> dict:

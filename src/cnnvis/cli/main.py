@@ -33,6 +33,7 @@ COMMAND_HELP = {
     "explain": "Explain images with one or several methods; write figures and maps.",
     "sweep": "The tutorial's per-layer loop in one pass: a method at every layer.",
     "features": "Feature visualization: the input a class, channel or neuron responds to most.",
+    "concepts": "Concepts the network has learned: deep feature factorization (dff) of a layer.",
     "serve": "Serve the web page and its JSON API (FastAPI under uvicorn).",
     "evaluate": "Can the maps be trusted? Faithfulness, localisation and sanity checks vs "
     "baselines.",
