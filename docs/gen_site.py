@@ -30,6 +30,8 @@ API_PAGES = {
     "api-evaluate": ("Evaluation", "cnnvis.evaluate"),
     "api-batch": ("Datasets (batch)", "cnnvis.batch"),
     "api-render": ("Figures and pictures", "cnnvis.render"),
+    "api-detection": ("Detection", "cnnvis.detection"),
+    "api-concepts": ("Concepts", "cnnvis.concepts"),
     "api-web": ("The web app", "cnnvis.web"),
 }
 
