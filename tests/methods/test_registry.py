@@ -71,6 +71,8 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "smoothgrad": ["base method"],
         "gradient-shap": ["baseline"],
         "lrp": [],
+        "deeplift": ["baseline"],
+        "deeplift-shap": ["baseline"],
         "cam": ["layer", "global-average-pool + linear head"],
         "occlusion": ["window size"],
         "rise": ["number of masks"],

@@ -13,6 +13,7 @@ from . import integrated_gradients  # noqa: F401
 from . import smoothgrad  # noqa: F401
 from . import gradient_shap  # noqa: F401
 from . import relevance  # noqa: F401  (lrp)
+from . import deeplift  # noqa: F401  (deeplift, deeplift-shap)
 from . import cam  # noqa: F401  (cam, grad-cam)
 from . import guided_grad_cam  # noqa: F401
 from . import cam_family  # noqa: F401  (grad-cam++, xgrad-cam, layer-cam, hires-cam, eigen-cam)
