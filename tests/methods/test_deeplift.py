@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from captum.attr import DeepLift
+from captum.attr import DeepLift, DeepLiftShap
 from torch import nn
 
 import cnnvis
@@ -188,3 +188,28 @@ def test_model_unchanged_and_batch_equals_single_images():
         torch.equal(before[k], v) for k, v in model.state_dict().items()
     )
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("batch_size", [32, 2])
+def test_deeplift_shap_agrees_with_captum_on_the_same_baselines(batch_size):
+    model = seeded(SmallCNN())
+    x, baselines = images(2, 10), images(4, 10, seed=7)
+    ours = cnnvis.explain(
+        model, x, "deeplift-shap", target=[1, 3], baselines=baselines, batch_size=batch_size
+    )
+    theirs = DeepLiftShap(captum_copy(model)).attribute(x, baselines, target=[1, 3]).detach()
+    assert corr(ours.map, theirs) >= 0.999
+    assert float((ours.map - theirs).abs().max()) <= 1e-3 * float(theirs.abs().max())
+
+
+def test_deeplift_shap_is_the_mean_of_deeplift_and_complete():
+    model = seeded(ReluPool()).double()
+    x, baselines = images(2, 8).double(), images(3, 8, seed=4).double()
+    shap = cnnvis.explain(model, x, "deeplift-shap", target=[0, 2], baselines=baselines)
+    each = [
+        cnnvis.explain(model, x, "deeplift", target=[0, 2], baseline=b[None]).map for b in baselines
+    ]
+    torch.testing.assert_close(shap.map, torch.stack(each).mean(0))
+    assert max(shap.params["completeness_error"]) < 1e-9
+    named = cnnvis.explain(model, x, "deeplift-shap", target=0, baselines="black,noise", seed=3)
+    assert torch.isfinite(named.map).all() and named.params["baselines"] == "black,noise"

@@ -13,11 +13,11 @@ from ..capture import Recording
 from ..errors import MethodError
 from ..forwards import fast_settings
 from ._batching import accumulator, chunks, input_gradients, positive_int
+from ._rescale import EPS, RescaleMode, RescaleState
 from .facts import Cost, MethodInfo, Needs
 from .gradient_shap import DEFAULT_BASELINES, references
 from .integrated_gradients import completeness, make_baseline
 from .registry import register
-from ._rescale import EPS, RescaleMode, RescaleState
 
 log = logging.getLogger(__name__)
 
