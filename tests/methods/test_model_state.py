@@ -57,6 +57,7 @@ def fast_params(method: str, size: int) -> dict[str, Any]:
         "smoothgrad": {"samples": 4},
         "occlusion": {"window": size // 2, "stride": size // 2},
         "rise": {"masks": 8},
+        "feature-ablation": {"features": "grid", "cell": size // 2},
     }.get(method, {})
 
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 METHODS_DIR = Path(methods.__file__).parent
 NOT_METHOD_MODULES = {"__init__", "facts", "registry"}  # and the private helpers, _*.py
 MANY_PASSES = {
+    "feature-ablation",
     "integrated-gradients",
     "smoothgrad",
     "gradient-shap",
@@ -75,6 +76,7 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "deeplift-shap": ["baseline"],
         "cam": ["layer", "global-average-pool + linear head"],
         "occlusion": ["window size"],
+        "feature-ablation": ["baseline"],
         "rise": ["number of masks"],
     }
 
@@ -87,6 +89,7 @@ def test_scripted_methods_come_from_the_flags():
         "gradient-shap",
         "occlusion",
         "rise",
+        "feature-ablation",
         "smoothgrad (base gradient, gradient-x-input or integrated-gradients)",
     ]
     assert scripted_methods() == expected
@@ -98,6 +101,7 @@ def test_scripted_methods_come_from_the_flags():
         "gradient-shap",
         "occlusion",
         "rise",
+        "feature-ablation",
     ]
 
 

@@ -21,6 +21,7 @@ from . import score_cam  # noqa: F401
 from . import ablation_cam  # noqa: F401
 from . import occlusion  # noqa: F401
 from . import rise  # noqa: F401
+from . import feature_ablation  # noqa: F401
 
 # isort: on
 from .facts import Cost, Kind, MethodInfo, Needs

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from ..capture import Recording
-from ..errors import MethodError
+from ..errors import Hint, MethodError
 from ..forwards import fast_settings
+from ..model import is_scripted
 from ._batching import accumulator, chunks, input_gradients, positive_int
 from ._rescale import EPS, RescaleMode, RescaleState
 from .facts import Cost, MethodInfo, Needs
@@ -28,6 +29,13 @@ def rescaled(
     """DeepLIFT of every image against each of its references `refs` (N, M, C, H, W),
     averaged over the M references: (the map (N, C, H, W), the mean score of the references
     (N,)). Runs `batch_size` (image, reference) pairs per forward, as one batch [x; x′]."""
+    if is_scripted(rec.model):
+        raise MethodError(
+            f"{method} cannot run on a TorchScript model: its rescale rule must see the "
+            "model's nonlinearities, and TorchScript runs outside Python; explain the original "
+            "(non-scripted) nn.Module",
+            hint=Hint("methods", "torchscript"),
+        )
     x = rec.inputs.detach()
     n, m = refs.shape[:2]
     same = (refs == x[:, None]).flatten(2).all(2)
