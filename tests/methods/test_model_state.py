@@ -58,6 +58,8 @@ def fast_params(method: str, size: int) -> dict[str, Any]:
         "occlusion": {"window": size // 2, "stride": size // 2},
         "rise": {"masks": 8},
         "feature-ablation": {"features": "grid", "cell": size // 2},
+        "kernel-shap": {"features": "grid", "cell": size // 2, "samples": 8},
+        "lime": {"features": "grid", "cell": size // 2, "samples": 8},
     }.get(method, {})
 
 

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 METHODS_DIR = Path(methods.__file__).parent
 NOT_METHOD_MODULES = {"__init__", "facts", "registry"}  # and the private helpers, _*.py
 MANY_PASSES = {
+    "kernel-shap",
+    "lime",
     "feature-ablation",
     "integrated-gradients",
     "smoothgrad",
@@ -77,6 +79,8 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "cam": ["layer", "global-average-pool + linear head"],
         "occlusion": ["window size"],
         "feature-ablation": ["baseline"],
+        "kernel-shap": ["baseline"],
+        "lime": ["baseline"],
         "rise": ["number of masks"],
     }
 
@@ -90,6 +94,8 @@ def test_scripted_methods_come_from_the_flags():
         "occlusion",
         "rise",
         "feature-ablation",
+        "kernel-shap",
+        "lime",
         "smoothgrad (base gradient, gradient-x-input or integrated-gradients)",
     ]
     assert scripted_methods() == expected
@@ -102,6 +108,8 @@ def test_scripted_methods_come_from_the_flags():
         "occlusion",
         "rise",
         "feature-ablation",
+        "kernel-shap",
+        "lime",
     ]
 
 

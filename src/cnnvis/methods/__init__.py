@@ -22,6 +22,7 @@ from . import ablation_cam  # noqa: F401
 from . import occlusion  # noqa: F401
 from . import rise  # noqa: F401
 from . import feature_ablation  # noqa: F401
+from . import kernel_shap  # noqa: F401  (kernel-shap, lime)
 
 # isort: on
 from .facts import Cost, Kind, MethodInfo, Needs
