@@ -60,6 +60,7 @@ def fast_params(method: str, size: int) -> dict[str, Any]:
         "feature-ablation": {"features": "grid", "cell": size // 2},
         "kernel-shap": {"features": "grid", "cell": size // 2, "samples": 8},
         "lime": {"features": "grid", "cell": size // 2, "samples": 8},
+        "shapley-sampling": {"features": "grid", "cell": size // 2, "samples": 2},
     }.get(method, {})
 
 

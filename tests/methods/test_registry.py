@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 METHODS_DIR = Path(methods.__file__).parent
 NOT_METHOD_MODULES = {"__init__", "facts", "registry"}  # and the private helpers, _*.py
 MANY_PASSES = {
+    "shapley-sampling",
     "kernel-shap",
     "lime",
     "feature-ablation",
@@ -81,6 +82,7 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "feature-ablation": ["baseline"],
         "kernel-shap": ["baseline"],
         "lime": ["baseline"],
+        "shapley-sampling": ["baseline"],
         "rise": ["number of masks"],
     }
 
@@ -96,6 +98,7 @@ def test_scripted_methods_come_from_the_flags():
         "feature-ablation",
         "kernel-shap",
         "lime",
+        "shapley-sampling",
         "smoothgrad (base gradient, gradient-x-input or integrated-gradients)",
     ]
     assert scripted_methods() == expected
@@ -110,6 +113,7 @@ def test_scripted_methods_come_from_the_flags():
         "feature-ablation",
         "kernel-shap",
         "lime",
+        "shapley-sampling",
     ]
 
 

@@ -23,6 +23,7 @@ from . import occlusion  # noqa: F401
 from . import rise  # noqa: F401
 from . import feature_ablation  # noqa: F401
 from . import kernel_shap  # noqa: F401  (kernel-shap, lime)
+from . import shapley_sampling  # noqa: F401
 
 # isort: on
 from .facts import Cost, Kind, MethodInfo, Needs
