@@ -57,6 +57,10 @@ def fast_params(method: str, size: int) -> dict[str, Any]:
         "smoothgrad": {"samples": 4},
         "occlusion": {"window": size // 2, "stride": size // 2},
         "rise": {"masks": 8},
+        "feature-ablation": {"features": "grid", "cell": size // 2},
+        "kernel-shap": {"features": "grid", "cell": size // 2, "samples": 8},
+        "lime": {"features": "grid", "cell": size // 2, "samples": 8},
+        "shapley-sampling": {"features": "grid", "cell": size // 2, "samples": 2},
     }.get(method, {})
 
 

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 METHODS_DIR = Path(methods.__file__).parent
 NOT_METHOD_MODULES = {"__init__", "facts", "registry", "peers"}  # and the private helpers, _*.py
 MANY_PASSES = {
+    "shapley-sampling",
+    "kernel-shap",
+    "lime",
+    "feature-ablation",
     "integrated-gradients",
     "smoothgrad",
     "gradient-shap",
@@ -71,8 +75,14 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "smoothgrad": ["base method"],
         "gradient-shap": ["baseline"],
         "lrp": [],
+        "deeplift": ["baseline"],
+        "deeplift-shap": ["baseline"],
         "cam": ["layer", "global-average-pool + linear head"],
         "occlusion": ["window size"],
+        "feature-ablation": ["baseline"],
+        "kernel-shap": ["baseline"],
+        "lime": ["baseline"],
+        "shapley-sampling": ["baseline"],
         "rise": ["number of masks"],
     }
 
@@ -85,6 +95,10 @@ def test_scripted_methods_come_from_the_flags():
         "gradient-shap",
         "occlusion",
         "rise",
+        "feature-ablation",
+        "kernel-shap",
+        "lime",
+        "shapley-sampling",
         "smoothgrad (base gradient, gradient-x-input or integrated-gradients)",
     ]
     assert scripted_methods() == expected
@@ -96,6 +110,10 @@ def test_scripted_methods_come_from_the_flags():
         "gradient-shap",
         "occlusion",
         "rise",
+        "feature-ablation",
+        "kernel-shap",
+        "lime",
+        "shapley-sampling",
     ]
 
 

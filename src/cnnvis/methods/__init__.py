@@ -13,6 +13,7 @@ from . import integrated_gradients  # noqa: F401
 from . import smoothgrad  # noqa: F401
 from . import gradient_shap  # noqa: F401
 from . import relevance  # noqa: F401  (lrp)
+from . import deeplift  # noqa: F401  (deeplift, deeplift-shap)
 from . import cam  # noqa: F401  (cam, grad-cam)
 from . import guided_grad_cam  # noqa: F401
 from . import cam_family  # noqa: F401  (grad-cam++, xgrad-cam, layer-cam, hires-cam, eigen-cam)
@@ -20,6 +21,9 @@ from . import score_cam  # noqa: F401
 from . import ablation_cam  # noqa: F401
 from . import occlusion  # noqa: F401
 from . import rise  # noqa: F401
+from . import feature_ablation  # noqa: F401
+from . import kernel_shap  # noqa: F401  (kernel-shap, lime)
+from . import shapley_sampling  # noqa: F401
 
 # isort: on
 from .facts import Cost, Kind, MethodInfo, Needs
