@@ -121,6 +121,7 @@ def server(site):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_pages_open_in_a_browser_offline(server):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -146,9 +147,18 @@ def test_pages_open_in_a_browser_offline(server):
             response = page.goto(server + path, wait_until="networkidle")
             assert response is not None and response.status == 200, path
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
-        page.goto(server + "index.html")
-        page.fill("input.md-search__input", "grad-cam")
-        page.wait_for_selector(".md-search-result__item", timeout=90_000)
+        page.goto(server + "index.html", wait_until="networkidle")
+        found = False  # a query typed before the search worker is ready is not run again
+        for _ in range(30):
+            page.fill("input.md-search__input", "")
+            page.type("input.md-search__input", "grad-cam")
+            try:
+                page.wait_for_selector(".md-search-result__item", timeout=3_000)
+                found = True
+                break
+            except PlaywrightTimeout:
+                continue
+        assert found, "the site's search found nothing for grad-cam"
         context.close()
         browser.close()
     assert not problems, problems
