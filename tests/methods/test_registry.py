@@ -31,6 +31,7 @@ MANY_PASSES = {
     "ablation-cam",
     "occlusion",
     "rise",
+    "drise",
 }
 
 
@@ -74,6 +75,7 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "cam": ["layer", "global-average-pool + linear head"],
         "occlusion": ["window size"],
         "rise": ["number of masks"],
+        "drise": ["number of masks"],
     }
 
 
@@ -85,6 +87,7 @@ def test_scripted_methods_come_from_the_flags():
         "gradient-shap",
         "occlusion",
         "rise",
+        "drise",
         "smoothgrad (base gradient, gradient-x-input or integrated-gradients)",
     ]
     assert scripted_methods() == expected
@@ -96,6 +99,7 @@ def test_scripted_methods_come_from_the_flags():
         "gradient-shap",
         "occlusion",
         "rise",
+        "drise",
     ]
 
 

@@ -20,6 +20,7 @@ from . import score_cam  # noqa: F401
 from . import ablation_cam  # noqa: F401
 from . import occlusion  # noqa: F401
 from . import rise  # noqa: F401
+from . import drise  # noqa: F401  (D-RISE, for detectors)
 
 # isort: on
 from .facts import Cost, Kind, MethodInfo, Needs
