@@ -112,6 +112,19 @@ class BoxTarget:
             refs.append((found.boxes[picked].detach(), found.labels[picked].detach()))
         return refs
 
+    def chosen(self, found: Detections) -> int | None:
+        """The index of the detection this target explains among one image's detections: its
+        index, or a user box's best same-label match above the IoU threshold (None: none)."""
+        if self.index is not None:
+            return self.index if self.index < len(found) else None
+        if self._given is None or len(found) == 0:
+            return None
+        boxes, labels = self._given
+        ious = box_iou(boxes[:1].to(found.boxes), found.boxes)[0]
+        ious = torch.where(found.labels == int(labels[0]), ious, torch.full_like(ious, -1.0))
+        best = int(ious.argmax())
+        return best if float(ious[best]) > self.iou_threshold else None
+
     @staticmethod
     def _check_index(found: Detections, index: int, image: int) -> None:
         if len(found) == 0:
