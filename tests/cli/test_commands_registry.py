@@ -29,6 +29,7 @@ HELPERS = {
     "common",
     "output",
     "out_folder",
+    "detections",
 }  # the modules of cnnvis/cli/ that are not commands
 NEEDED = {"batch": ["INPUT"]}  # positional arguments a command cannot parse without
 
