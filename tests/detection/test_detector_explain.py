@@ -133,3 +133,19 @@ def test_random_faster_rcnn_grad_cam_of_a_box_is_finite(faster_rcnn):
         faster_rcnn.module.roi_heads.score_thresh = 0.05
     assert e.map.shape == (1, 160, 160)
     assert bool(torch.isfinite(e.map).all()) and float(e.map.abs().sum()) > 0
+
+
+def test_a_detectors_default_layer_is_an_image_feature_map_with_a_gradient(faster_rcnn):
+    """Not the RoI pooling (one row per proposal) nor the RPN head shared by the pyramid's
+    levels (the last level only, and no gradient: proposals are detached)."""
+    assert (
+        cnnvis.default_layer(faster_rcnn.module, (1, 3, 320, 320)) == "backbone.fpn.layer_blocks.0"
+    )
+    faster_rcnn.module.roi_heads.score_thresh = 0.0
+    try:
+        x = torch.rand(1, 3, 160, 160, generator=torch.Generator().manual_seed(1))
+        e = cnnvis.explain(faster_rcnn, x, "grad-cam", target="box:0")
+    finally:
+        faster_rcnn.module.roi_heads.score_thresh = 0.05
+    assert e.layer == "backbone.fpn.layer_blocks.0" and e.map.shape == (1, 160, 160)
+    assert float(e.layer_map.abs().sum()) > 0
