@@ -30,6 +30,7 @@ HELPERS = {
     "common",
     "output",
     "out_folder",
+    "detections",
 }  # the modules of cnnvis/cli/ that are not commands
 # positional arguments a command cannot parse without
 NEEDED = {"batch": ["INPUT"], "concepts": ["dff"]}

@@ -35,6 +35,7 @@ MANY_PASSES = {
     "ablation-cam",
     "occlusion",
     "rise",
+    "drise",
 }
 
 
@@ -84,6 +85,7 @@ def test_many_passes_per_channel_and_wrapping_are_the_known_methods():
         "lime": ["baseline"],
         "shapley-sampling": ["baseline"],
         "rise": ["number of masks"],
+        "drise": ["number of masks"],
     }
 
 
@@ -99,6 +101,7 @@ def test_scripted_methods_come_from_the_flags():
         "kernel-shap",
         "lime",
         "shapley-sampling",
+        "drise",
         "smoothgrad (base gradient, gradient-x-input or integrated-gradients)",
     ]
     assert scripted_methods() == expected
@@ -114,6 +117,7 @@ def test_scripted_methods_come_from_the_flags():
         "kernel-shap",
         "lime",
         "shapley-sampling",
+        "drise",
     ]
 
 

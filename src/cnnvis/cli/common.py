@@ -420,7 +420,7 @@ def explained(target: dict[str, Any]) -> str:
     blocks.5:3' for a unit target (its index is -1 and it has no probability)."""
     index, name, p = target["index"], target["name"], target["probability"]
     if index is None or index < 0:
-        return f"explained unit {name}"
+        return f"explained {'detection' if name.startswith('box:') else 'unit'} {name}"
     shown = f"{p:.2f}" if p >= 0.005 else f"{p:.1e}"
     return f"explained class {index} {name} (p={shown})"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import explain_many
+from ..detection import BoxTarget
 from ..errors import CnnvisError
 from ..layers import requested_layers
 from ..manifest import run_facts
@@ -45,6 +46,7 @@ from .common import (
     positive_int,
     set_seed,
 )
+from .detections import write_detections
 
 log = logging.getLogger("cnnvis")
 
@@ -206,4 +208,10 @@ def _explain_batch(
         }
         entries.append(entry)
         progress.step(note=source)
+    target = parse_target(args.target)
+    if isinstance(target, BoxTarget):  # a detector: its boxes printed and drawn
+        sources, images = [s for (s, _), _ in batch], [image for (_, image), _ in batch]
+        say = not (args.json or args.quiet)
+        folders = [folder for _, folder in batch]
+        write_detections(model, target, sources, images, folders, explanations, say=say)
     return entries

@@ -8,7 +8,8 @@ gradient through the detector; `drise` (Petsiuk et al., CVPR 2021) needs no grad
 
 from __future__ import annotations
 
-from .box_target import BoxTarget
+from .box_target import BoxTarget, parse_box
+from .detect import detect
 from .drise import MaskDraw, draw_masks, drise
 from .outputs import Detections, box_iou, read_detections
 
@@ -17,7 +18,9 @@ __all__ = [
     "Detections",
     "MaskDraw",
     "box_iou",
+    "detect",
     "draw_masks",
     "drise",
+    "parse_box",
     "read_detections",
 ]

@@ -69,16 +69,18 @@ class BoxTarget:
         self.index = index
         self.iou_threshold = float(iou_threshold)
         self._references: list[tuple[Tensor, Tensor]] | None = None
+        self._given: tuple[Tensor, Tensor] | None = None
+        self._bound = False
         if box is not None:
-            boxes, labels = _user_boxes(box, label)
-            self._references = [(boxes, labels)]
+            self._given = _user_boxes(box, label)
+            self._references = [self._given]
 
     def __str__(self) -> str:
         if self.index is not None:
             return f"box:{self.index}"
-        boxes, labels = self._references[0] if self._references else (torch.empty(0, 4), None)
-        first = ",".join(f"{float(v):g}" for v in boxes[0])
-        return f"box:{first}@{int(labels[0])}" if labels is not None else f"box:{first}"
+        boxes, labels = self._given if self._given is not None else _NO_REFERENCE
+        first = ",".join(f"{float(v):g}" for v in boxes[0]) if len(boxes) else ""
+        return f"box:{first}@{int(labels[0])}" if len(labels) else f"box:{first}"
 
     def __repr__(self) -> str:
         return f"BoxTarget({self})"
@@ -88,9 +90,7 @@ class BoxTarget:
     @property
     def given(self) -> tuple[Tensor, Tensor] | None:
         """The user's boxes (R, 4) and labels (R,), or None for a target by index."""
-        if self.index is not None or self._references is None:
-            return None
-        return self._references[0]
+        return None if self.index is not None else self._given
 
     def references(self, detections: Sequence[Detections]) -> list[tuple[Tensor, Tensor]]:
         """Per image, the reference boxes (R, 4) and labels (R,), constants: a bound target's,
@@ -112,6 +112,19 @@ class BoxTarget:
             refs.append((found.boxes[picked].detach(), found.labels[picked].detach()))
         return refs
 
+    def chosen(self, found: Detections) -> int | None:
+        """The index of the detection this target explains among one image's detections: its
+        index, or a user box's best same-label match above the IoU threshold (None: none)."""
+        if self.index is not None:
+            return self.index if self.index < len(found) else None
+        if self._given is None or len(found) == 0:
+            return None
+        boxes, labels = self._given
+        ious = box_iou(boxes[:1].to(found.boxes), found.boxes)[0]
+        ious = torch.where(found.labels == int(labels[0]), ious, torch.full_like(ious, -1.0))
+        best = int(ious.argmax())
+        return best if float(ious[best]) > self.iou_threshold else None
+
     @staticmethod
     def _check_index(found: Detections, index: int, image: int) -> None:
         if len(found) == 0:
@@ -126,24 +139,44 @@ class BoxTarget:
                 f"(box:0 to box:{len(found) - 1})"
             )
 
-    def bind(self, output: Any) -> BoxTarget:
+    def bind(self, output: Any, activations: Any = None, context: Any = None) -> BoxTarget:
         """This target with its reference boxes fixed from the output of the unperturbed
-        image(s), for methods that score other forwards. A target bound to one image scores
-        every image of a later batch against that image's references (a batch of its
+        image(s), for methods that score other forwards (one reference per image; `take`
+        picks them for the extra rows of multi-pass methods). A target bound to one image
+        scores every image of a later batch against that image's references (a batch of its
         perturbed copies). A user box must match a detection there (else TargetError: its map
-        would be zero)."""
+        would be zero). `context.owned` (a per-image list of targets): only those rows are
+        bound; the others get no reference (score 0). `activations` are not used. A bound
+        target binds to itself."""
+        if self._bound:
+            return self
         detections = [d.detach() for d in read_detections(output)]
-        references = self.references(detections)
-        for n, (found, (boxes, labels)) in enumerate(zip(detections, references, strict=True)):
+        owned = _owned_rows(context, len(detections))
+        references = self.references([detections[n] for n in owned])
+        bound_refs = [_NO_REFERENCE] * len(detections)
+        for n, refs in zip(owned, references, strict=True):
+            found, (boxes, labels) = detections[n], refs
             if len(found) == 0:
                 raise TargetError(
                     f"the detector found nothing in image {n}, so no box matches the box target"
                 )
             if float(self._image_score(found, boxes, labels).detach()) == 0.0:
                 raise TargetError(_no_match(found, boxes, labels, self.iou_threshold, n))
+            bound_refs[n] = refs
         bound = copy.copy(self)
-        bound._references = references
+        bound._references = bound_refs
+        bound._bound = True
         return bound
+
+    def take(self, rows: Tensor) -> BoxTarget:
+        """The target of the images `rows` (repeats allowed): row i of the result is scored
+        against the references of image `rows[i]` (a bound target's). A target not bound to
+        several images is the same for every row and is returned as it is."""
+        if self._references is None or len(self._references) == 1:
+            return self
+        picked = copy.copy(self)
+        picked._references = [self._references[int(r)] for r in rows.tolist()]
+        return picked
 
     # ------------------------------------------------------------------ scores
 
@@ -174,6 +207,34 @@ class BoxTarget:
             if float(chosen[r, best]) > self.iou_threshold:
                 total = total + ious[r, best] + found.scores[best]
         return total
+
+
+_NO_REFERENCE = (torch.empty(0, 4), torch.empty(0, dtype=torch.long))
+
+
+def _owned_rows(context: Any, images: int) -> list[int]:
+    """The images a bound target scores: `context.owned` where given, else all."""
+    owned = getattr(context, "owned", None)
+    return list(range(images)) if owned is None else [int(r) for r in owned.tolist()]
+
+
+def parse_box(rest: str) -> BoxTarget:
+    """The target written `box:N` (the detector's box N) or `box:x0,y0,x1,y1@label` (the
+    detection of that label best overlapping a box in pixels of the model's input)."""
+    text = rest.strip()
+    if text.isdigit():
+        return BoxTarget(int(text))
+    corners, at, label = text.partition("@")
+    try:
+        box = [float(v) for v in corners.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not at or not label.strip().isdigit():
+        raise TargetError(
+            f"cannot read the box target 'box:{rest}'; write box:N for the detector's box N "
+            "(box:0 is the first) or box:x0,y0,x1,y1@LABEL for a box in pixels and a label index"
+        )
+    return BoxTarget(box=box, label=int(label))
 
 
 def _user_boxes(box: BoxLike, label: int | Sequence[int] | None) -> tuple[Tensor, Tensor]:

@@ -104,7 +104,7 @@ def _run_probe(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo
     with guarded_forward(model, hooks=hooks, grad=False):
         model(torch.zeros(input_shape, device=device, dtype=dtype))
     size = (input_shape[-2], input_shape[-1])
-    default = _choose_default(model, order, outputs, size)
+    default = _choose_default(model, order, outputs, size, rows=input_shape[0], calls=calls)
     spine = set(_spine(model))
     modules = dict(model.named_modules())
     infos = []
@@ -149,10 +149,14 @@ def _choose_default(
     order: list[str],
     outputs: dict[str, torch.Tensor | None],
     size: tuple[int, int] = (224, 224),
+    rows: int = 1,
+    calls: dict[str, int] | None = None,
 ) -> str | None:
     """The last module to finish with a spatial (N, C, H>1 or W>1) output that is not a pooling
-    step (nor a container whose output *is* a pooling step's output); for transformers, the
-    pre-attention norm of the last block (see `_transformer_default`)."""
+    step (nor a container whose output *is* a pooling step's output) and has one row per image
+    (not a detector's per-proposal features, e.g. Faster R-CNN's RoI pooling) from one call
+    (not a head shared by the levels of a feature pyramid, which keeps only its last); for
+    transformers, the pre-attention norm of the last block (see `_transformer_default`)."""
     modules = dict(model.named_modules())
     transformer = _transformer_default(model, order, outputs, size)
     if transformer is not None:
@@ -164,7 +168,9 @@ def _choose_default(
     }
     for name in reversed(order):
         t = outputs[name]
-        if t is None or t.dim() != 4 or t.shape[2] * t.shape[3] <= 1:
+        if t is None or t.dim() != 4 or t.shape[2] * t.shape[3] <= 1 or t.shape[0] != rows:
+            continue
+        if calls is not None and calls.get(name, 1) > 1:
             continue
         module = modules[name]
         if _is_pooling(module) or _is_pass_through(module) or t.data_ptr() in pooled:

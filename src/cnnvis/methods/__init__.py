@@ -24,6 +24,7 @@ from . import rise  # noqa: F401
 from . import feature_ablation  # noqa: F401
 from . import kernel_shap  # noqa: F401  (kernel-shap, lime)
 from . import shapley_sampling  # noqa: F401
+from . import drise  # noqa: F401  (D-RISE, for detectors)
 
 # isort: on
 from .facts import Cost, Kind, MethodInfo, Needs

@@ -31,6 +31,9 @@ PEERS: dict[str, tuple[str, ...]] = {
     "score-cam": ("TorchCAM `ScoreCAM`", "pytorch-grad-cam `ScoreCAM`"),
     "ablation-cam": ("pytorch-grad-cam `AblationCAM`",),
     "occlusion": ("Captum `Occlusion`",),
+    "drise": (
+        "none of the four (Petsiuk et al. 2021's D-RISE; pytorch-grad-cam has no detector saliency without gradients)",
+    ),
     "rise": ("none of the four (Petsiuk et al.'s reference code)",),
 }
 

@@ -14,6 +14,7 @@ grid, PNG files).
 
 from __future__ import annotations
 
+from .detections import detections_figure
 from .figures import comparison_figure, explanation_figure, figure_png, save_figure, sweep_figure
 from .pictures import (
     CAM_MODES,
@@ -32,6 +33,7 @@ __all__ = [
     "PIXEL_MODES",
     "colormap",
     "comparison_figure",
+    "detections_figure",
     "explanation_figure",
     "figure_png",
     "heatmap",

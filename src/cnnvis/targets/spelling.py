@@ -26,7 +26,7 @@ TargetSpec = None | str | int | Sequence[Any] | torch.Tensor | Target | Callable
 FORMS = (
     "a class index (285), a class name (tabby), top1, a class score (285@softmax, "
     "tabby@log_softmax, class:285), a unit (layer4:17, layer4:17@max, layer4:17@3,4), a mask of a "
-    "segmentation class (mask:15, mask:person), several labels (labels:3,7), a similarity to "
+    "segmentation class (mask:15, mask:person), a detected box (box:0, box:x0,y0,x1,y1@label), several labels (labels:3,7), a similarity to "
     "an image (similar:other.jpg) or a regression output (regression:0)"
 )
 
@@ -167,8 +167,15 @@ def _similar(rest: str) -> Similarity:
     return Similarity(rest)
 
 
+def _box(rest: str) -> Any:
+    from ..detection.box_target import parse_box
+
+    return parse_box(rest)
+
+
 register_spelling("class", _class)
 register_spelling("labels", _labels)
 register_spelling("mask", _mask)
 register_spelling("similar", _similar)
 register_spelling("regression", _regression)
+register_spelling("box", _box)
