@@ -13,7 +13,7 @@ from cnnvis.errors import MethodError
 
 LAYER = "features.10"
 FAST = {"rise": {"masks": 64, "cells": 4}, "drise": {"masks": 64, "grid": 4}}
-NO_MAP = {"cam": "linear head", "lrp": "class target"}  # and why
+NO_MAP = {"cam": "linear head", "lrp": "output tensor"}  # and why
 
 
 @pytest.mark.parametrize("info", cnnvis.list_methods(), ids=lambda m: m.name)

@@ -203,8 +203,9 @@ def test_every_method_runs_on_a_segmenter_or_says_why():
     results = cnnvis.explain_many(
         model, x, names, "conv", target="mask:1", failures=failures, params=params
     )
-    assert set(failures) == {"cam"} and "linear head" in str(failures["cam"])
-    assert {m for m, _ in results} == set(names) - {"cam"}
+    assert set(failures) == {"cam", "drise"} and "linear head" in str(failures["cam"])
+    assert "box" in str(failures["drise"])  # D-RISE explains a detected box
+    assert {m for m, _ in results} == set(names) - {"cam", "drise"}
     assert all(torch.isfinite(r.map).all() for r in results.values())
     region = model(x)["out"].argmax(1) == 1
     gradient = results[("gradient", None)].map

@@ -144,6 +144,20 @@ def _is_pooling_head(module: nn.Module) -> bool:
     )
 
 
+def _in_shared_head(name: str, modules: dict[str, nn.Module], calls: dict[str, int]) -> bool:
+    """Whether `name`, or a module it sits in, has weights and ran more than once: a head
+    applied to each level of a feature pyramid (an RPN head), whose hooks keep only the last
+    level. A parameterless module reused on its own (ResNet's ReLU) is not one."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        module = modules.get(prefix)
+        shared = module is not None and calls.get(prefix, 1) > 1
+        if shared and next(module.parameters(), None) is not None:
+            return True
+    return False
+
+
 def _choose_default(
     model: nn.Module,
     order: list[str],
@@ -154,8 +168,9 @@ def _choose_default(
 ) -> str | None:
     """The last module to finish with a spatial (N, C, H>1 or W>1) output that is not a pooling
     step (nor a container whose output *is* a pooling step's output) and has one row per image
-    (not a detector's per-proposal features, e.g. Faster R-CNN's RoI pooling) from one call
-    (not a head shared by the levels of a feature pyramid, which keeps only its last); for
+    (not a detector's per-proposal features, e.g. Faster R-CNN's RoI pooling) and, if it has
+    weights, from one call (not a head shared by the levels of a feature pyramid, which keeps
+    only its last; a reused ReLU keeps its last call, as before); for
     transformers, the pre-attention norm of the last block (see `_transformer_default`)."""
     modules = dict(model.named_modules())
     transformer = _transformer_default(model, order, outputs, size)
@@ -170,9 +185,9 @@ def _choose_default(
         t = outputs[name]
         if t is None or t.dim() != 4 or t.shape[2] * t.shape[3] <= 1 or t.shape[0] != rows:
             continue
-        if calls is not None and calls.get(name, 1) > 1:
-            continue
         module = modules[name]
+        if calls is not None and _in_shared_head(name, modules, calls):
+            continue  # a head shared by a pyramid's levels; a reused ReLU stays a candidate
         if _is_pooling(module) or _is_pass_through(module) or t.data_ptr() in pooled:
             continue
         return name

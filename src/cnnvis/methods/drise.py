@@ -73,7 +73,7 @@ def _box_of_row(rec: Recording, n: int) -> BoxTarget:
 register(
     MethodInfo(
         name="drise",
-        order=42,
+        order=46,
         kind="pixel",
         sign="mean-relative",
         summary="A detected box's similarity on randomly masked copies, averaged with the masks.",
