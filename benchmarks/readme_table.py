@@ -111,7 +111,9 @@ def write_readme(markdown: str, readme: Path = README) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a JSON file written by benchmarks.run")
-    parser.add_argument("--write", action="store_true", help="replace the table in docs/guides/benchmarks.md")
+    parser.add_argument(
+        "--write", action="store_true", help="replace the table in docs/guides/benchmarks.md"
+    )
     args = parser.parse_args(argv)
     markdown = render(json.loads(args.results.read_text(encoding="utf-8")))
     if args.write:

@@ -152,8 +152,9 @@ def _in_shared_head(name: str, modules: dict[str, nn.Module], calls: dict[str, i
     for end in range(len(parts), 0, -1):
         prefix = ".".join(parts[:end])
         module = modules.get(prefix)
-        shared = module is not None and calls.get(prefix, 1) > 1
-        if shared and next(module.parameters(), None) is not None:
+        if module is None or calls.get(prefix, 1) <= 1:
+            continue
+        if next(module.parameters(), None) is not None:
             return True
     return False
 
