@@ -399,6 +399,8 @@ def test_torchscript_which_methods_work(x):
     eager = tiny()
     for kind, model in scripted_models(x).items():
         for method in METHODS:
+            if method == "drise":  # explains a detector's box; a class target is refused
+                continue
             kw = FAST.get(method, {})
             if method in works:
                 got = cnnvis.explain(model, x, method, target=[2, 3], **kw)
